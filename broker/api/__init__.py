@@ -1,0 +1,1 @@
+"""HTTP layer: aiohttp handlers and the AWS query-protocol codec."""

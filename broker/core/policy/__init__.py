@@ -1,0 +1,1 @@
+"""IAM policy language: parse -> validate -> compile -> evaluate."""

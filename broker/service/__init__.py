@@ -1,0 +1,1 @@
+"""Use cases: business rules over the ``Store`` protocol, raising ``BrokerError``s."""

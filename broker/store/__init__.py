@@ -1,0 +1,1 @@
+"""Store layer: the ``Store`` protocol (``base``) and its backends (memory, sqlite, redis)."""
