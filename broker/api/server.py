@@ -1,0 +1,251 @@
+"""API: the listener's request pipeline for the ``iam`` and ``sts`` query protocol.
+
+One request, start to finish (DESIGN section 3): read the size-capped body, merge query and
+form parameters, find the action and its service, authenticate the SigV4 signature (long-term
+keys through the cached ``Authenticator``), record the key's use (write-behind), run the
+handler (which authorizes through the service) and render XML. Every failure becomes an AWS
+error document; nothing unexpected ever escapes as anything but ``InternalFailure``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from broker.api.iam import IAM_ACTIONS
+from broker.api.query import IAM_NS, STS_NS, Params, parse_form, render_error, render_response
+from broker.api.sts import STS_ACTIONS
+from broker.clock import Clock
+from broker.core import sigv4
+from broker.core.model import Principal, key_hint
+from broker.errors import (
+    BrokerError,
+    InternalFailureError,
+    InvalidActionError,
+    InvalidClientTokenIdError,
+    MalformedQueryStringError,
+    MissingActionError,
+    MissingAuthenticationTokenError,
+    RequestTooLargeError,
+    SignatureDoesNotMatchError,
+    UnavailableError,
+)
+from broker.service.authz import REQUEST_FACTS, Authenticator, RequestFacts
+from broker.service.iam import IamService
+from broker.service.tracking import KeyUsageTracker, KeyUse
+from broker.store.base import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+IAM_VERSION = "2010-05-08"
+STS_VERSION = "2011-06-15"
+SERVICE_OF_NS = {"iam": IAM_NS, "sts": STS_NS}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiDeps:
+    """What the API listener needs, built once by ``broker.app``."""
+
+    store: Store
+    iam: IamService
+    authenticator: Authenticator
+    tracker: KeyUsageTracker
+    clock: Clock
+    max_body_bytes: int
+    clock_skew_seconds: int
+
+
+DEPS = web.AppKey("deps", ApiDeps)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestTooLargeError()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLargeError()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _route(params: dict[str, str]) -> tuple[str, str]:
+    """Return (service, action) for the request, or raise InvalidAction/MissingAction."""
+    action = params.get("Action")
+    if not action:
+        raise MissingActionError()
+    version = params.get("Version")
+    if action in IAM_ACTIONS and version in (None, IAM_VERSION):
+        return "iam", action
+    if action in STS_ACTIONS and version in (None, STS_VERSION):
+        return "sts", action
+    if version == STS_VERSION:
+        raise InvalidActionError(f"Could not find operation {action} for version {version}")
+    raise InvalidActionError(
+        f"Could not find operation {action} for version {version or IAM_VERSION}"
+    )
+
+
+class QueryApi:
+    """The aiohttp handler for ``POST /`` and ``GET /`` on the API listener."""
+
+    def __init__(self, deps: ApiDeps) -> None:
+        self.deps = deps
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve one query-protocol request."""
+        request_id = str(uuid.uuid4())
+        namespace = IAM_NS
+        try:
+            if request.method not in {"GET", "POST"}:
+                raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+            body = await _read_body(request, self.deps.max_body_bytes)
+            params = self._params(request, body)
+            service, action = _route(params)
+            namespace = SERVICE_OF_NS[service]
+            principal, auth = await self._authenticate(request, body, service)
+            self.deps.tracker.record(
+                KeyUse(
+                    principal.account_id,
+                    principal.access_key_id,
+                    self.deps.clock.now(),
+                    service,
+                    auth.region,
+                )
+            )
+            REQUEST_FACTS.set(
+                RequestFacts(
+                    source_ip=request.remote or "",
+                    secure_transport=request.secure,
+                    current_time=self.deps.clock.now(),
+                    user_agent=request.headers.get("User-Agent", ""),
+                    region=auth.region,
+                )
+            )
+            p = Params(params)
+            if service == "iam":
+                result = await IAM_ACTIONS[action](self.deps.iam, principal, p)
+            else:
+                result = await STS_ACTIONS[action](principal, p)
+            payload = render_response(action, namespace, result, request_id)
+            return self._reply(200, payload, request_id)
+        except web.HTTPException:
+            raise
+        except BrokerError as err:
+            level = logging.ERROR if err.status >= 500 else logging.INFO
+            log.log(level, "request_id=%s code=%s status=%s", request_id, err.code, err.status)
+            return self._reply(err.status, render_error(err, namespace, request_id), request_id)
+        except StoreError as exc:
+            log.error("request_id=%s store failure: %s", request_id, type(exc).__name__)
+            err2 = UnavailableError()
+            return self._reply(err2.status, render_error(err2, namespace, request_id), request_id)
+        except Exception:
+            log.error("request_id=%s unhandled error", request_id, exc_info=True)
+            fail = InternalFailureError()
+            return self._reply(fail.status, render_error(fail, namespace, request_id), request_id)
+
+    @staticmethod
+    def _reply(status: int, payload: bytes, request_id: str) -> web.Response:
+        return web.Response(
+            status=status,
+            body=payload,
+            content_type="text/xml",
+            headers={"x-amzn-RequestId": request_id},
+        )
+
+    @staticmethod
+    def _params(request: web.Request, body: bytes) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        query = request.rel_url.raw_query_string
+        for k, v in parse_form(query):
+            merged[k] = v
+        if body:
+            ctype = request.headers.get("Content-Type", "application/x-www-form-urlencoded")
+            if not ctype.lower().startswith("application/x-www-form-urlencoded"):
+                raise MalformedQueryStringError(
+                    "The request body must be application/x-www-form-urlencoded."
+                )
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedQueryStringError("The request body is not valid UTF-8.") from None
+            for k, v in parse_form(text):
+                merged[k] = v
+        return merged
+
+    async def _authenticate(
+        self, request: web.Request, body: bytes, service: str
+    ) -> tuple[Principal, sigv4.SigV4Auth]:
+        query = tuple(parse_form(request.rel_url.raw_query_string))
+        signed = sigv4.SignedRequest(
+            method=request.method,
+            path=request.rel_url.raw_path,
+            query=query,
+            headers=_headers(request),
+            body=body,
+        )
+        auth = sigv4.parse_auth(signed)
+        if auth is None:
+            raise MissingAuthenticationTokenError()
+        if not auth.access_key_id.startswith("AKIA") and not auth.access_key_id.startswith("ASIA"):
+            sigv4.burn_dummy_signature(signed, auth)
+            raise InvalidClientTokenIdError()
+        entry = None
+        if auth.access_key_id.startswith("AKIA"):
+            entry = await self.deps.authenticator.lookup(auth.access_key_id)
+        if entry is None or not entry.active:
+            sigv4.burn_dummy_signature(signed, auth)
+            log.info("unknown or inactive access key %s", key_hint(auth.access_key_id))
+            raise InvalidClientTokenIdError()
+        if auth.service != service:
+            raise SignatureDoesNotMatchError(
+                f"Credential should be scoped to correct service: '{service}'. "
+            )
+        sigv4.verify_request(
+            signed,
+            auth,
+            entry.secret,
+            now=self.deps.clock.now(),
+            skew_seconds=self.deps.clock_skew_seconds,
+        )
+        return entry.principal, auth
+
+
+def _headers(request: web.Request) -> tuple[tuple[str, str], ...]:
+    """The headers exactly as received (order, case and repeats kept) for SigV4."""
+    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: 200 while the process serves."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 once the store answers, 503 with the reason otherwise."""
+    deps = request.app[DEPS]
+    try:
+        await deps.store.ping()
+    except StoreError as exc:
+        return web.json_response(
+            {"status": "unavailable", "store": deps.store.backend, "reason": type(exc).__name__},
+            status=503,
+        )
+    return web.json_response({"status": "ready", "store": deps.store.backend})
+
+
+def make_api_app(deps: ApiDeps, **kwargs: Any) -> web.Application:
+    """Build the API listener's aiohttp application."""
+    app = web.Application(client_max_size=deps.max_body_bytes + 1, **kwargs)
+    app[DEPS] = deps
+    api = QueryApi(deps)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_route("*", "/", api.handle)
+    return app

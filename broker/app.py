@@ -1,0 +1,310 @@
+"""Wiring: configuration -> store -> keyring -> services -> listeners.
+
+This is the only module (with the CLI) that picks concrete store backends and reads key
+files. ``serve`` bootstraps an empty store once, then runs one or more worker processes
+that share the API port (``SO_REUSEPORT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from broker.api.server import ApiDeps, make_api_app
+from broker.clock import Clock, SystemClock
+from broker.config import BrokerConfig
+from broker.core.keyring import Keyring, generate_master_key, parse_master_key
+from broker.service.accounts import AccountService, BootstrapResult
+from broker.service.authz import Authenticator, Authorizer
+from broker.service.cache import Generations
+from broker.service.iam import IamService
+from broker.service.tracking import KeyUsageTracker
+from broker.store.base import Store, StoreError
+
+log = logging.getLogger("broker")
+
+MASTER_KEY_FILE = "master.key"
+ROOT_CREDENTIALS_FILE = "root-credentials.json"
+SQLITE_FILE = "broker.db"
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+class StartupError(Exception):
+    """Raised when the broker cannot start; the message says why."""
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):
+        path.chmod(0o700)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+async def open_store(cfg: BrokerConfig) -> Store:
+    """Open the configured backend."""
+    timeout = cfg.store.timeout_seconds
+    if cfg.store.backend == "redis":
+        from broker.store.redis import RedisStore
+
+        return await RedisStore.open(cfg.store.redis_url, timeout=timeout)
+    from broker.store.sqlite import SqliteStore
+
+    _private_dir(cfg.data_dir)
+    return await SqliteStore.open(cfg.data_dir / SQLITE_FILE, timeout=max(timeout, 5.0))
+
+
+def load_master_key(cfg: BrokerConfig, *, create: bool = True) -> bytes:
+    """Find the master key: ``BROKER_MASTER_KEY``, ``master_key_file``, or (SQLite) the data dir.
+
+    On the Redis store the key must be given, and be the same on every node.
+    """
+    try:
+        if cfg.master_key is not None:
+            return parse_master_key(cfg.master_key.reveal())
+        if cfg.security.master_key_file:
+            text = Path(cfg.security.master_key_file).read_text(encoding="utf-8").strip()
+            return parse_master_key(text)
+    except OSError as exc:
+        raise StartupError(f"cannot read [security] master_key_file: {exc.strerror}") from None
+    except ValueError as exc:
+        raise StartupError(f"invalid master key: {exc}") from None
+    if cfg.store.backend == "redis":
+        raise StartupError(
+            "the redis store needs a master key shared by all nodes: set BROKER_MASTER_KEY "
+            "(see `broker keys generate-master`) or [security] master_key_file"
+        )
+    path = cfg.data_dir / MASTER_KEY_FILE
+    if not path.exists():
+        if not create:
+            raise StartupError(f"no master key at {path}")
+        _private_dir(cfg.data_dir)
+        with contextlib.suppress(FileExistsError):
+            _write_private(path, generate_master_key() + "\n")
+            log.info("generated a master key at %s", path)
+    try:
+        return parse_master_key(path.read_text(encoding="utf-8").strip())
+    except ValueError as exc:
+        raise StartupError(f"invalid master key in {path}: {exc}") from None
+
+
+@dataclass
+class Runtime:
+    """Everything built from the configuration, shared by listeners and admin commands."""
+
+    cfg: BrokerConfig
+    store: Store
+    keyring: Keyring
+    clock: Clock
+    generations: Generations
+    authenticator: Authenticator
+    authorizer: Authorizer
+    iam: IamService
+    accounts: AccountService
+    tracker: KeyUsageTracker
+
+    async def close(self) -> None:
+        """Flush write-behind state and close the store."""
+        with contextlib.suppress(StoreError):
+            await self.tracker.flush()
+        await self.store.close()
+
+
+async def build_runtime(
+    cfg: BrokerConfig, clock: Clock | None = None, store: Store | None = None
+) -> Runtime:
+    """Open the store (unless one is given, e.g. a test's ``MemoryStore``) and build services."""
+    clock = clock or SystemClock()
+    keyring = Keyring(load_master_key(cfg))
+    store = store if store is not None else await open_store(cfg)
+    generations = Generations(store)
+    authorizer = Authorizer(store, generations)
+    iam = IamService(store, keyring, clock, authorizer, generations)
+    return Runtime(
+        cfg=cfg,
+        store=store,
+        keyring=keyring,
+        clock=clock,
+        generations=generations,
+        authenticator=Authenticator(store, keyring, generations),
+        authorizer=authorizer,
+        iam=iam,
+        accounts=AccountService(store, iam, clock),
+        tracker=KeyUsageTracker(store),
+    )
+
+
+async def bootstrap(rt: Runtime) -> BootstrapResult:
+    """Create the first account on an empty store; write its root credentials file."""
+    cfg = rt.cfg
+    given_secret = cfg.root_secret_access_key.reveal() if cfg.root_secret_access_key else None
+    result = await rt.accounts.bootstrap(
+        cfg.bootstrap.account_id or None, cfg.root_access_key_id or None, given_secret
+    )
+    if result.created is None:
+        return result
+    if cfg.root_access_key_id:
+        log.info("bootstrapped account %s with the given root access key", result.account_id)
+        return result
+    _private_dir(cfg.data_dir)
+    path = (cfg.data_dir / ROOT_CREDENTIALS_FILE).resolve()
+    payload = {
+        "AccountId": result.account_id,
+        "AccessKeyId": result.created.access_key_id,
+        "SecretAccessKey": result.created.secret_access_key,
+    }
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    _write_private(path, json.dumps(payload, indent=2) + "\n")
+    log.info("bootstrapped account %s; root credentials written to %s", result.account_id, path)
+    return result
+
+
+async def _every(seconds: float, fn: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await fn()
+        except StoreError:
+            pass
+        except Exception:
+            log.error("background task failed", exc_info=True)
+
+
+def make_app(rt: Runtime) -> web.Application:
+    """Build the API application with its background tasks (cache polling, flushing)."""
+    cfg = rt.cfg
+    deps = ApiDeps(
+        store=rt.store,
+        iam=rt.iam,
+        authenticator=rt.authenticator,
+        tracker=rt.tracker,
+        clock=rt.clock,
+        max_body_bytes=cfg.security.max_body_bytes,
+        clock_skew_seconds=cfg.security.clock_skew_seconds,
+    )
+    app = make_api_app(deps)
+
+    async def background(_: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(_every(cfg.store.generation_poll_seconds, rt.generations.poll)),
+            asyncio.create_task(_every(cfg.tracking.flush_seconds, rt.tracker.flush)),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await rt.close()
+
+    app.cleanup_ctx.append(background)
+    return app
+
+
+def _install_loop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _serve_worker(cfg: BrokerConfig, reuse_port: bool) -> None:
+    configure_logging()
+    _install_loop()
+
+    async def start() -> web.Application:
+        rt = await build_runtime(cfg)
+        return make_app(rt)
+
+    web.run_app(
+        start(),
+        host=cfg.server.host,
+        port=cfg.server.port,
+        reuse_port=reuse_port,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+    )
+
+
+def serve(cfg: BrokerConfig) -> int:
+    """Bootstrap if needed, then serve the API with ``[server] workers`` processes."""
+
+    async def prepare() -> None:
+        rt = await build_runtime(cfg)
+        try:
+            await bootstrap(rt)
+        finally:
+            await rt.close()
+
+    try:
+        asyncio.run(prepare())
+    except StoreError as exc:
+        raise StartupError(f"the {cfg.store.backend} store is unavailable: {exc}") from None
+    log.info(
+        "serving on http://%s:%s (store=%s, workers=%s)",
+        cfg.server.host,
+        cfg.server.port,
+        cfg.store.backend,
+        cfg.server.workers,
+    )
+    if cfg.server.workers == 1:
+        _serve_worker(cfg, reuse_port=False)
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_serve_worker, args=(cfg, True), daemon=False)
+        for _ in range(cfg.server.workers)
+    ]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(SHUTDOWN_TIMEOUT_SECONDS)
+    return 0
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log key=value lines to stderr (secrets never reach the log)."""
+    if logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

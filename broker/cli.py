@@ -1,0 +1,142 @@
+"""CLI: ``broker serve | check-config | account | keys`` (argument parsing only).
+
+Every admin subcommand takes the same ``--config/--data-dir/--store/--redis-url`` flags as
+``serve`` and prints JSON on stdout; errors go to stderr with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from broker.config import BrokerConfig, ConfigError, load_config
+
+
+def _store_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    parser.add_argument("--data-dir", help="data directory ([store] data_dir)")
+    parser.add_argument("--store", choices=("sqlite", "redis"), help="[store] backend")
+    parser.add_argument("--redis-url", help="[store] redis_url, e.g. redis://127.0.0.1:6379/0")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="broker", description="IAM + STS credential broker")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API listener")
+    _store_flags(serve)
+    serve.add_argument("--host", help="[server] host")
+    serve.add_argument("--port", type=int, help="[server] port")
+    serve.add_argument("--workers", type=int, help="[server] workers (processes)")
+
+    check = sub.add_parser("check-config", help="load and validate the configuration")
+    _store_flags(check)
+
+    account = sub.add_parser("account", help="manage accounts")
+    account_sub = account.add_subparsers(dest="account_command", required=True)
+    create = account_sub.add_parser("create", help="create an account and its root access key")
+    _store_flags(create)
+    create.add_argument("--account-id", help="12-digit id (default: generated)")
+    listing = account_sub.add_parser("list", help="list account ids")
+    _store_flags(listing)
+
+    keys = sub.add_parser("keys", help="key material")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser("generate-master", help="print a fresh master key (base64)")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> BrokerConfig:
+    overrides: dict[str, dict[str, Any]] = {
+        "store": {
+            "data_dir": getattr(args, "data_dir", None),
+            "backend": getattr(args, "store", None),
+            "redis_url": getattr(args, "redis_url", None),
+        },
+        "server": {
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "workers": getattr(args, "workers", None),
+        },
+    }
+    return load_config(getattr(args, "config", None), overrides=overrides)
+
+
+def _print(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+async def _account_create(cfg: BrokerConfig, account_id: str | None) -> dict[str, str]:
+    from broker.app import bootstrap, build_runtime
+    from broker.core.ids import is_account_id, new_account_id
+
+    if account_id is not None and not is_account_id(account_id):
+        raise ConfigError([f"--account-id must be 12 digits, not {account_id!r}"])
+    account = account_id or new_account_id()
+    rt = await build_runtime(cfg)
+    try:
+        await bootstrap(rt)
+        key = await rt.accounts.create_account(account)
+        return {
+            "AccountId": account,
+            "AccessKeyId": key.access_key_id,
+            "SecretAccessKey": key.secret_access_key,
+        }
+    finally:
+        await rt.close()
+
+
+async def _account_list(cfg: BrokerConfig) -> list[str]:
+    from broker.app import build_runtime
+
+    rt = await build_runtime(cfg)
+    try:
+        return await rt.accounts.list_accounts()
+    finally:
+        await rt.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``broker`` console script."""
+    args = build_parser().parse_args(argv)
+    from broker.app import StartupError, configure_logging
+
+    configure_logging()
+    try:
+        if args.command == "keys":
+            from broker.core.keyring import generate_master_key
+
+            sys.stdout.write(generate_master_key() + "\n")
+            return 0
+        cfg = _config(args)
+        if args.command == "check-config":
+            _print({"ok": True, "source": cfg.source, "store": cfg.store.backend})
+            return 0
+        if args.command == "serve":
+            from broker.app import serve
+
+            return serve(cfg)
+        if args.command == "account" and args.account_command == "create":
+            from broker.errors import BrokerError
+
+            try:
+                _print(asyncio.run(_account_create(cfg, args.account_id)))
+            except BrokerError as exc:
+                sys.stderr.write(f"broker: {exc.code}: {exc.message}\n")
+                return 1
+            return 0
+        if args.command == "account" and args.account_command == "list":
+            _print(asyncio.run(_account_list(cfg)))
+            return 0
+    except ConfigError as exc:
+        sys.stderr.write(f"broker: {exc}\n")
+        return 2
+    except StartupError as exc:
+        sys.stderr.write(f"broker: {exc}\n")
+        return 1
+    return 2  # pragma: no cover - argparse rejects other commands

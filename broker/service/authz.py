@@ -1,0 +1,250 @@
+"""Service: who is calling (access key lookup) and may they (identity-policy evaluation).
+
+Both answers are cached per node and per account generation (``broker.service.cache``):
+a change to keys, users, groups, memberships or policies bumps the account's generation, so
+the node that made it sees it on the next request and other nodes within the poll interval.
+Compiled policies are cached by document text, so evaluation never re-parses JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from broker.core import ids
+from broker.core.arn import root_arn
+from broker.core.keyring import Keyring, SealError
+from broker.core.model import Principal, PrincipalKind
+from broker.core.policy import (
+    CompiledPolicy,
+    Decision,
+    PolicyKind,
+    RequestContext,
+    compile_policy,
+    evaluate_statements,
+    parse_policy,
+)
+from broker.errors import AccessDeniedError, MalformedPolicyError
+from broker.service.cache import Generations
+from broker.service.managed import BY_ARN as AWS_POLICIES
+from broker.service.txn import Doc, read, read_many
+from broker.store.base import GLOBAL_NS, Store
+
+_POLICY_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """A long-term access key as the authenticator needs it."""
+
+    principal: Principal
+    secret: str = field(repr=False)
+    active: bool
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """Facts about the HTTP request that become policy context keys."""
+
+    source_ip: str
+    secure_transport: bool
+    current_time: datetime
+    user_agent: str = ""
+    region: str = ""
+
+
+REQUEST_FACTS: ContextVar[RequestFacts | None] = ContextVar("request_facts", default=None)
+"""Facts of the request being served; set by the API layer for each request."""
+
+
+class Authenticator:
+    """Finds the owner and secret of a long-term access key (cached per generation)."""
+
+    def __init__(self, store: Store, keyring: Keyring, generations: Generations) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._generations = generations
+        self._cache: dict[str, tuple[str, int, KeyEntry | None]] = {}
+
+    async def lookup(self, access_key_id: str) -> KeyEntry | None:
+        """Return the key's entry, or ``None`` when no such key exists."""
+        hit = self._cache.get(access_key_id)
+        if hit is not None and self._generations.current(hit[0]) == hit[1]:
+            return hit[2]
+        account = ids.account_from_access_key_id(access_key_id)
+        entry: KeyEntry | None = None
+        if account is not None:
+            gen = await self._generations.watch(account)
+            entry = await self._load(account, access_key_id, gen)
+        if entry is None:
+            alias = await read(self._store, GLOBAL_NS, f"keyalias/{access_key_id}")
+            if alias is not None:
+                account = str(alias["account"])
+                gen = await self._generations.watch(account)
+                entry = await self._load(account, access_key_id, gen)
+        if account is None:
+            return None
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[access_key_id] = (account, gen, entry)
+        return entry
+
+    async def _load(self, account: str, akid: str, gen: int) -> KeyEntry | None:
+        rec = await read(self._store, account, f"akey/{akid}")
+        if rec is None:
+            return None
+        try:
+            secret = self._keyring.unseal(rec["secret"], aad=akid.encode("ascii")).decode("utf-8")
+        except SealError:
+            return None
+        if rec["user"] is None:
+            principal = Principal(
+                PrincipalKind.ROOT, account, root_arn(account), account, "root", akid
+            )
+        else:
+            user = await read(self._store, account, f"user/{rec['user']}")
+            if user is None:
+                return None
+            principal = Principal(
+                PrincipalKind.USER, account, user["arn"], user["id"], user["name"], akid
+            )
+        return KeyEntry(principal, secret, rec["status"] == "Active", gen)
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicySet:
+    policies: tuple[tuple[str, CompiledPolicy], ...]
+    generation: int
+
+
+class Authorizer:
+    """Decides IAM actions from the caller's identity policies (user, groups, attached)."""
+
+    def __init__(self, store: Store, generations: Generations) -> None:
+        self._store = store
+        self._generations = generations
+        self._sets: dict[tuple[str, str], _PolicySet] = {}
+        self._compiled: OrderedDict[str, CompiledPolicy] = OrderedDict()
+
+    def compiled(self, document: str) -> CompiledPolicy:
+        """Return the compiled form of ``document`` (cached by content)."""
+        digest = hashlib.sha256(document.encode("utf-8")).hexdigest()
+        hit = self._compiled.get(digest)
+        if hit is not None:
+            self._compiled.move_to_end(digest)
+            return hit
+        compiled = compile_policy(parse_policy(document, PolicyKind.IDENTITY))
+        self._compiled[digest] = compiled
+        if len(self._compiled) > _POLICY_CACHE_SIZE:
+            self._compiled.popitem(last=False)
+        return compiled
+
+    def _add(self, out: list[tuple[str, CompiledPolicy]], pid: str, document: str) -> None:
+        try:
+            out.append((pid, self.compiled(document)))
+        except MalformedPolicyError:  # pragma: no cover - documents are validated on write
+            pass
+
+    async def policies_for(self, principal: Principal) -> tuple[tuple[str, CompiledPolicy], ...]:
+        """Return the principal's identity policies as ``(policy id, compiled)`` pairs."""
+        account = principal.account_id
+        gen = await self._generations.watch(account)
+        key = (account, principal.name.lower())
+        hit = self._sets.get(key)
+        if hit is not None and hit.generation == gen:
+            return hit.policies
+        policies = await self._load(principal)
+        self._sets[key] = _PolicySet(policies, gen)
+        return policies
+
+    async def _load(self, principal: Principal) -> tuple[tuple[str, CompiledPolicy], ...]:
+        account = principal.account_id
+        user = await read(self._store, account, f"user/{principal.name.lower()}")
+        if user is None:
+            return ()
+        out: list[tuple[str, CompiledPolicy]] = []
+        holders: list[Doc] = [user]
+        groups = await read_many(self._store, account, [f"group/{g}" for g in user["groups"]])
+        holders += [g for g in groups if g is not None]
+        arns: list[str] = []
+        for holder in holders:
+            for name, document in holder["inline"].items():
+                self._add(out, f"{holder['arn']}#{name}", document)
+            arns += [a for a in holder["attached"] if a not in arns]
+        own = [a for a in arns if a not in AWS_POLICIES]
+        docs = await read_many(
+            self._store, account, [f"policy/{a.rsplit('/', 1)[1].lower()}" for a in own]
+        )
+        for arn in arns:
+            aws = AWS_POLICIES.get(arn)
+            if aws is not None:
+                self._add(out, arn, aws.document)
+        for arn, doc in zip(own, docs, strict=True):
+            if doc is not None and doc["arn"] == arn:
+                self._add(out, arn, doc["versions"][doc["default"]]["doc"])
+        return tuple(out)
+
+    def context(self, principal: Principal, action: str, resource: str) -> RequestContext:
+        """Build the request context for one decision."""
+        facts = REQUEST_FACTS.get()
+        keys: dict[str, Any] = {
+            "aws:principalarn": principal.arn,
+            "aws:principalaccount": principal.account_id,
+            "aws:principaltype": "Account" if principal.is_root else "User",
+            "aws:userid": principal.user_id,
+            "aws:username": principal.name,
+        }
+        if facts is not None:
+            keys["aws:sourceip"] = facts.source_ip
+            keys["aws:securetransport"] = "true" if facts.secure_transport else "false"
+            keys["aws:currenttime"] = facts.current_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+            keys["aws:epochtime"] = str(int(facts.current_time.timestamp()))
+            if facts.user_agent:
+                keys["aws:useragent"] = facts.user_agent
+            if facts.region:
+                keys["aws:requestedregion"] = facts.region
+        return RequestContext(
+            action=action,
+            resource=resource,
+            principal_arn=principal.arn,
+            principal_account=principal.account_id,
+            keys=keys,
+        )
+
+    async def authorize(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+    ) -> None:
+        """Raise ``AccessDeniedError`` unless the principal may do ``action`` on ``resource``.
+
+        The root user may do everything in its own account.
+        """
+        if principal.is_root:
+            return
+        policies = await self.policies_for(principal)
+        ctx = self.context(principal, action, resource)
+        result = evaluate_statements(policies, ctx)
+        if result.decision is Decision.ALLOW:
+            return
+        how = (
+            "with an explicit deny in an identity-based policy"
+            if result.decision is Decision.EXPLICIT_DENY
+            else f"because no identity-based policy allows the {action} action"
+        )
+        raise AccessDeniedError(
+            f"User: {principal.arn} is not authorized to perform: {action} "
+            f"on resource: {resource} {how}"
+        )
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    """Compare two secrets without leaking where they differ."""
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
