@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from ipaddress import (
     IPv4Address,
     IPv4Network,
@@ -177,6 +178,7 @@ def parse_number(text: str) -> Decimal | None:
         return None
 
 
+@lru_cache(maxsize=4096)
 def parse_date(text: str) -> datetime | None:
     """Return the UTC-aware instant of an ISO 8601 text or integer epoch, or ``None`` (§5.7)."""
     if _EPOCH_RE.fullmatch(text):
@@ -284,14 +286,20 @@ def parse_network(text: str) -> Network | None:
         return None
 
 
+@lru_cache(maxsize=4096)
+def _parse_address(text: str) -> IPv4Address | IPv6Address | None:
+    # The same source address is tested by many conditions and requests: parse it once.
+    try:
+        return ip_address(text)
+    except ValueError:
+        return None
+
+
 def _address_of(value: ContextScalar) -> IPv4Address | IPv6Address | None:
     if isinstance(value, (IPv4Address, IPv6Address)):
         return value
     if isinstance(value, str):
-        try:
-            return ip_address(value)
-        except ValueError:
-            return None
+        return _parse_address(value)
     return None
 
 

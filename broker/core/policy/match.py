@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from broker.core.policy.model import ContextValue
 from broker.core.policy.variables import Template
@@ -251,10 +252,16 @@ def split_arn(text: str) -> tuple[str, ...] | None:
     return tuple(fields)
 
 
+@lru_cache(maxsize=4096)
+def _resolved_glob(parts: tuple[tuple[str, bool], ...]) -> Glob:
+    # Resolved templates repeat across requests (same user, same tags): build each once.
+    return Glob.from_parts(parts)
+
+
 def template_glob(template: Template, keys: Mapping[str, ContextValue]) -> Glob | None:
     """Resolve ``template`` against ``keys`` into a matcher; ``None`` when unresolved (§7)."""
     parts = template.resolve(keys)
-    return None if parts is None else Glob.from_parts(parts)
+    return None if parts is None else _resolved_glob(parts)
 
 
 class ArnPattern:

@@ -1,0 +1,1 @@
+"""Unit tests of the IAM policy engine (broker.core.policy)."""
