@@ -76,7 +76,9 @@ def _path(p: Params, member: str = "Path") -> str | None:
 
 
 def _path_prefix(p: Params, member: str = "PathPrefix") -> str | None:
-    return p.string(member, min_len=1, max_len=512, pattern=PATH_PREFIX, pattern_text=PATH_PREFIX_TEXT)
+    return p.string(
+        member, min_len=1, max_len=512, pattern=PATH_PREFIX, pattern_text=PATH_PREFIX_TEXT
+    )
 
 
 def _document(p: Params, member: str) -> str:
@@ -168,6 +170,15 @@ def _tags_node(tags: list[list[str]]) -> list[Node]:
     return [{"Key": k, "Value": v} for k, v in tags]
 
 
+def _boundary_node(doc: Doc) -> dict[str, Node] | None:
+    if not doc.get("boundary"):
+        return None
+    return {
+        "PermissionsBoundaryType": "PermissionsBoundaryPolicy",
+        "PermissionsBoundaryArn": doc["boundary"],
+    }
+
+
 def user_node(doc: Doc, *, tags: bool = True) -> dict[str, Node]:
     """Render a ``User`` structure."""
     if doc.get("root"):
@@ -179,8 +190,10 @@ def user_node(doc: Doc, *, tags: bool = True) -> dict[str, Node]:
         "Arn": doc["arn"],
         "CreateDate": doc["created"],
     }
-    if tags and doc.get("tags"):
-        node["Tags"] = _tags_node(doc["tags"])
+    if tags:
+        node["PermissionsBoundary"] = _boundary_node(doc)
+        if doc.get("tags"):
+            node["Tags"] = _tags_node(doc["tags"])
     return node
 
 
@@ -207,6 +220,8 @@ def role_node(doc: Doc, *, tags: bool = True) -> dict[str, Node]:
         "Description": doc.get("description"),
         "MaxSessionDuration": doc["max_session"],
     }
+    if tags:
+        node["PermissionsBoundary"] = _boundary_node(doc)
     if tags and doc.get("tags"):
         node["Tags"] = _tags_node(doc["tags"])
     node["RoleLastUsed"] = {}
@@ -267,11 +282,9 @@ async def create_user(svc: IamService, caller: Principal, p: Params) -> Node:
     name = _name(p, "UserName")
     path = _path(p) or "/"
     tags = _tags(p)
-    _opt_arn = p.string("PermissionsBoundary", min_len=20, max_len=2048)
+    boundary = p.string("PermissionsBoundary", min_len=20, max_len=2048)
     p.check()
-    if _opt_arn is not None:
-        raise ValidationError("Permissions boundaries are not supported yet.")
-    doc = await svc.create_user(caller, name, path, tags)
+    doc = await svc.create_user(caller, name, path, tags, boundary)
     return {"User": user_node(doc)}
 
 
@@ -445,9 +458,7 @@ async def create_role(svc: IamService, caller: Principal, p: Params) -> Node:
     tags = _tags(p)
     boundary = p.string("PermissionsBoundary", min_len=20, max_len=2048)
     p.check()
-    if boundary is not None:
-        raise ValidationError("Permissions boundaries are not supported yet.")
-    doc = await svc.create_role(caller, name, path, trust, description, max_session, tags)
+    doc = await svc.create_role(caller, name, path, trust, description, max_session, tags, boundary)
     return {"Role": role_node(doc)}
 
 
@@ -685,7 +696,9 @@ async def list_entities_for_policy(svc: IamService, caller: Principal, p: Params
     entity_filter = p.string(
         "EntityFilter", enum=("User", "Role", "Group", "LocalManagedPolicy", "AWSManagedPolicy")
     )
-    p.string("PathPrefix", min_len=1, max_len=512, pattern=PATH_PREFIX, pattern_text=PATH_PREFIX_TEXT)
+    p.string(
+        "PathPrefix", min_len=1, max_len=512, pattern=PATH_PREFIX, pattern_text=PATH_PREFIX_TEXT
+    )
     p.string("PolicyUsageFilter", enum=("PermissionsPolicy", "PermissionsBoundary"))
     marker, max_items = _page_params(p)
     p.check()
@@ -758,6 +771,24 @@ def _attachment_actions(noun: str, kind: str, member: str, max_len: int) -> None
         names = await svc.list_inline_policies(caller, kind, name)
         page, tail = paginate(names, str.lower, marker, max_items)
         return {"PolicyNames": page, **tail}
+
+    if kind in (USER, ROLE):
+
+        async def put_boundary(svc: IamService, caller: Principal, p: Params) -> Node:
+            name = _name(p, member, max_len)
+            arn = _arn(p, "PermissionsBoundary")
+            p.check()
+            await svc.put_permissions_boundary(caller, kind, name, arn)
+            return None
+
+        async def delete_boundary(svc: IamService, caller: Principal, p: Params) -> Node:
+            name = _name(p, member, max_len)
+            p.check()
+            await svc.delete_permissions_boundary(caller, kind, name)
+            return None
+
+        action(f"Put{noun}PermissionsBoundary")(put_boundary)
+        action(f"Delete{noun}PermissionsBoundary")(delete_boundary)
 
     action(f"Attach{noun}Policy")(attach)
     action(f"Detach{noun}Policy")(detach)

@@ -26,9 +26,10 @@ from broker.core.policy import (
     PolicyKind,
     RequestContext,
     compile_policy,
-    evaluate_statements,
+    evaluate_request,
     parse_policy,
 )
+from broker.core.policy.evaluate import LAYER_BOUNDARY
 from broker.errors import AccessDeniedError, MalformedPolicyError
 from broker.service.cache import Generations
 from broker.service.managed import BY_ARN as AWS_POLICIES
@@ -36,6 +37,7 @@ from broker.service.txn import Doc, read, read_many
 from broker.store.base import GLOBAL_NS, Store
 
 _POLICY_CACHE_SIZE = 4096
+_DENY_ALL = '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +120,11 @@ class Authenticator:
 
 
 @dataclass(frozen=True, slots=True)
-class _PolicySet:
-    policies: tuple[tuple[str, CompiledPolicy], ...]
+class PolicySet:
+    """A principal's compiled identity policies and permissions boundary."""
+
+    identity: tuple[tuple[str, CompiledPolicy], ...]
+    boundary: tuple[str, CompiledPolicy] | None
     generation: int
 
 
@@ -129,7 +134,7 @@ class Authorizer:
     def __init__(self, store: Store, generations: Generations) -> None:
         self._store = store
         self._generations = generations
-        self._sets: dict[tuple[str, str], _PolicySet] = {}
+        self._sets: dict[tuple[str, str], PolicySet] = {}
         self._compiled: OrderedDict[str, CompiledPolicy] = OrderedDict()
 
     def compiled(self, document: str) -> CompiledPolicy:
@@ -151,23 +156,34 @@ class Authorizer:
         except MalformedPolicyError:  # pragma: no cover - documents are validated on write
             pass
 
-    async def policies_for(self, principal: Principal) -> tuple[tuple[str, CompiledPolicy], ...]:
-        """Return the principal's identity policies as ``(policy id, compiled)`` pairs."""
+    async def policies_for(self, principal: Principal) -> PolicySet:
+        """Return the principal's compiled policies (cached per account generation)."""
         account = principal.account_id
         gen = await self._generations.watch(account)
         key = (account, principal.name.lower())
         hit = self._sets.get(key)
         if hit is not None and hit.generation == gen:
-            return hit.policies
-        policies = await self._load(principal)
-        self._sets[key] = _PolicySet(policies, gen)
-        return policies
+            return hit
+        found = await self._load(principal, gen)
+        if len(self._sets) > 100_000:
+            self._sets.clear()
+        self._sets[key] = found
+        return found
 
-    async def _load(self, principal: Principal) -> tuple[tuple[str, CompiledPolicy], ...]:
+    async def _policy_document(self, account: str, arn: str) -> str | None:
+        aws = AWS_POLICIES.get(arn)
+        if aws is not None:
+            return aws.document
+        doc = await read(self._store, account, f"policy/{arn.rsplit('/', 1)[1].lower()}")
+        if doc is None or doc["arn"] != arn:
+            return None
+        return str(doc["versions"][doc["default"]]["doc"])
+
+    async def _load(self, principal: Principal, gen: int) -> PolicySet:
         account = principal.account_id
         user = await read(self._store, account, f"user/{principal.name.lower()}")
         if user is None:
-            return ()
+            return PolicySet((), None, gen)
         out: list[tuple[str, CompiledPolicy]] = []
         holders: list[Doc] = [user]
         groups = await read_many(self._store, account, [f"group/{g}" for g in user["groups"]])
@@ -188,9 +204,16 @@ class Authorizer:
         for arn, doc in zip(own, docs, strict=True):
             if doc is not None and doc["arn"] == arn:
                 self._add(out, arn, doc["versions"][doc["default"]]["doc"])
-        return tuple(out)
+        boundary: tuple[str, CompiledPolicy] | None = None
+        if user.get("boundary"):
+            text = await self._policy_document(account, user["boundary"])
+            # A boundary whose policy vanished allows nothing (fail closed).
+            boundary = (user["boundary"], self.compiled(text if text is not None else _DENY_ALL))
+        return PolicySet(tuple(out), boundary, gen)
 
-    def context(self, principal: Principal, action: str, resource: str) -> RequestContext:
+    def context(
+        self, principal: Principal, action: str, resource: str, has_boundary: bool = False
+    ) -> RequestContext:
         """Build the request context for one decision."""
         facts = REQUEST_FACTS.get()
         keys: dict[str, Any] = {
@@ -215,6 +238,7 @@ class Authorizer:
             principal_arn=principal.arn,
             principal_account=principal.account_id,
             keys=keys,
+            has_boundary=has_boundary,
         )
 
     async def authorize(
@@ -230,14 +254,15 @@ class Authorizer:
         if principal.is_root:
             return
         policies = await self.policies_for(principal)
-        ctx = self.context(principal, action, resource)
-        result = evaluate_statements(policies, ctx)
+        ctx = self.context(principal, action, resource, policies.boundary is not None)
+        result = evaluate_request(ctx, identity=policies.identity, boundary=policies.boundary)
         if result.decision is Decision.ALLOW:
             return
+        kind = "permissions boundary" if result.layer == LAYER_BOUNDARY else "identity-based policy"
         how = (
-            "with an explicit deny in an identity-based policy"
+            f"with an explicit deny in a {kind}"
             if result.decision is Decision.EXPLICIT_DENY
-            else f"because no identity-based policy allows the {action} action"
+            else f"because no {kind} allows the {action} action"
         )
         raise AccessDeniedError(
             f"User: {principal.arn} is not authorized to perform: {action} "

@@ -225,8 +225,20 @@ class IamService:
             docs = [d for d in docs if str(d["path"]).startswith(path_prefix)]
         return docs
 
-    async def _create(self, caller: Principal, kind: str, name: str, path: str, extra: Doc) -> Doc:
+    async def _create(
+        self,
+        caller: Principal,
+        kind: str,
+        name: str,
+        path: str,
+        extra: Doc,
+        *,
+        tags: Sequence[tuple[str, str]] = (),
+        boundary: str | None = None,
+    ) -> Doc:
+        """Create an entity, its tags and its permissions boundary in one transaction."""
         arn = self._arn(caller, kind, path, name)
+        check_tags(tags)
 
         async def fn(txn: Txn) -> Doc:
             if await txn.get(entity_key(kind, name)) is not None:
@@ -240,13 +252,75 @@ class IamService:
                 "path": path,
                 "arn": arn,
                 "created": now_text(self._clock),
-                "tags": [],
                 **extra,
+                "tags": [[k, v] for k, v in tags],
             }
+            if boundary is not None:
+                await self._link_boundary(txn, kind, doc, boundary)
             txn.put(entity_key(kind, name), doc)
             return doc
 
         return await self._tx(caller.account_id, fn)
+
+    # -- permissions boundaries ---------------------------------------------------------------
+
+    async def _link_boundary(self, txn: Txn, kind: str, doc: Doc, arn: str) -> None:
+        """Set ``arn`` as the boundary of entity ``doc`` (not yet put) and count the use."""
+        if split_policy_arn(arn) is None:
+            raise InvalidInputError(f"ARN {arn} is not valid.")
+        if doc.get("boundary") == arn:
+            return
+        if doc.get("boundary"):
+            await self._unlink_boundary(txn, kind, doc)
+        pkey, pol = await self._policy_attachments(txn, arn)
+        if pol is None:
+            raise NoSuchEntityError(f"Policy {arn} does not exist or is not attachable.")
+        pol.setdefault("boundaries", {}).setdefault(kind, []).append(doc["name"].lower())
+        txn.put(pkey, pol)
+        doc["boundary"] = arn
+
+    async def _unlink_boundary(self, txn: Txn, kind: str, doc: Doc) -> None:
+        arn = doc.get("boundary")
+        if not arn:
+            return
+        pkey, pol = await self._policy_attachments(txn, arn)
+        if pol is not None:
+            refs = pol.setdefault("boundaries", {}).get(kind, [])
+            pol["boundaries"][kind] = [r for r in refs if r != doc["name"].lower()]
+            txn.put(pkey, pol)
+        doc["boundary"] = None
+
+    async def put_permissions_boundary(
+        self, caller: Principal, kind: str, name: str, arn: str
+    ) -> None:
+        """PutUserPermissionsBoundary / PutRolePermissionsBoundary (replaces any previous one)."""
+        entity = await self._get(caller, kind, name)
+        await self._allow(caller, f"iam:Put{_ACTION_NOUN[kind]}PermissionsBoundary", entity["arn"])
+
+        async def fn(txn: Txn) -> None:
+            doc = await self._must(txn, kind, name)
+            await self._link_boundary(txn, kind, doc, arn)
+            txn.put(entity_key(kind, name), doc)
+
+        await self._tx(caller.account_id, fn)
+
+    async def delete_permissions_boundary(self, caller: Principal, kind: str, name: str) -> None:
+        """DeleteUserPermissionsBoundary / DeleteRolePermissionsBoundary."""
+        entity = await self._get(caller, kind, name)
+        await self._allow(
+            caller, f"iam:Delete{_ACTION_NOUN[kind]}PermissionsBoundary", entity["arn"]
+        )
+
+        async def fn(txn: Txn) -> None:
+            doc = await self._must(txn, kind, name)
+            if not doc.get("boundary"):
+                raise NoSuchEntityError(
+                    f"The {_NOUN[kind]} with name {name} has no permissions boundary."
+                )
+            await self._unlink_boundary(txn, kind, doc)
+            txn.put(entity_key(kind, name), doc)
+
+        await self._tx(caller.account_id, fn)
 
     # -- accounts (bootstrap and admin CLI, not an IAM action) --------------------------------
 
@@ -279,16 +353,17 @@ class IamService:
     # -- users ------------------------------------------------------------------------------
 
     async def create_user(
-        self, caller: Principal, name: str, path: str, tags: Sequence[tuple[str, str]]
+        self,
+        caller: Principal,
+        name: str,
+        path: str,
+        tags: Sequence[tuple[str, str]],
+        boundary: str | None = None,
     ) -> Doc:
-        """CreateUser."""
+        """CreateUser (with optional tags and permissions boundary)."""
         await self._allow(caller, "iam:CreateUser", self._arn(caller, USER, path, name))
-        check_tags(tags)
-        extra: Doc = {"groups": [], "attached": [], "inline": {}, "keys": []}
-        doc = await self._create(caller, USER, name, path, extra)
-        if tags:
-            doc = await self._update_tags(caller, USER, name, tags, [])
-        return doc
+        extra: Doc = {"groups": [], "attached": [], "inline": {}, "keys": [], "boundary": None}
+        return await self._create(caller, USER, name, path, extra, tags=tags, boundary=boundary)
 
     async def get_user(self, caller: Principal, name: str | None) -> Doc:
         """GetUser; without a name, the caller (root included)."""
@@ -345,7 +420,6 @@ class IamService:
                 doc["name"] = new_name
             if new_path is not None:
                 doc["path"] = new_path
-            old_arn = doc["arn"]
             doc["arn"] = self._arn(caller, kind, doc["path"], doc["name"])
             new_key = entity_key(kind, doc["name"])
             old_lower, new_lower = old_key.split("/", 1)[1], new_key.split("/", 1)[1]
@@ -367,6 +441,12 @@ class IamService:
                     user = await self._must_ref(txn, USER, u)
                     user["groups"] = [new_lower if g == old_lower else g for g in user["groups"]]
                     txn.put(entity_key(USER, u), user)
+            if doc.get("boundary"):
+                rec_key, pol = await self._policy_attachments(txn, doc["boundary"])
+                if pol is not None:
+                    refs = pol.setdefault("boundaries", {}).setdefault(kind, [])
+                    pol["boundaries"][kind] = [new_lower if r == old_lower else r for r in refs]
+                    txn.put(rec_key, pol)
             for arn in doc.get("attached", []):
                 rec_key, pol = await self._policy_attachments(txn, arn)
                 if pol is not None:
@@ -376,7 +456,6 @@ class IamService:
             if old_key != new_key:
                 txn.delete(old_key)
             txn.put(new_key, doc)
-            del old_arn
 
         await self._tx(caller.account_id, fn)
 
@@ -398,6 +477,7 @@ class IamService:
                     "Cannot delete entity, must delete access keys, remove from groups, "
                     "detach and delete policies first."
                 )
+            await self._unlink_boundary(txn, USER, doc)
             txn.delete(entity_key(USER, name))
             await self._count(txn, USER, -1)
 
@@ -563,11 +643,11 @@ class IamService:
         description: str | None,
         max_session: int,
         tags: Sequence[tuple[str, str]],
+        boundary: str | None = None,
     ) -> Doc:
-        """CreateRole."""
+        """CreateRole (with optional tags and permissions boundary)."""
         await self._allow(caller, "iam:CreateRole", self._arn(caller, ROLE, path, name))
         self._trust(trust)
-        check_tags(tags)
         extra: Doc = {
             "trust": trust,
             "description": description,
@@ -575,11 +655,9 @@ class IamService:
             "attached": [],
             "inline": {},
             "profiles": [],
+            "boundary": None,
         }
-        doc = await self._create(caller, ROLE, name, path, extra)
-        if tags:
-            doc = await self._update_tags(caller, ROLE, name, tags, [])
-        return doc
+        return await self._create(caller, ROLE, name, path, extra, tags=tags, boundary=boundary)
 
     async def get_role(self, caller: Principal, name: str) -> Doc:
         """GetRole."""
@@ -634,6 +712,7 @@ class IamService:
                 )
             if doc["attached"] or doc["inline"]:
                 raise DeleteConflictError("Cannot delete entity, must detach all policies first.")
+            await self._unlink_boundary(txn, ROLE, doc)
             txn.delete(entity_key(ROLE, name))
             await self._count(txn, ROLE, -1)
 
@@ -648,10 +727,7 @@ class IamService:
         await self._allow(
             caller, "iam:CreateInstanceProfile", self._arn(caller, IPROFILE, path, name)
         )
-        check_tags(tags)
-        doc = await self._create(caller, IPROFILE, name, path, {"roles": []})
-        if tags:
-            doc = await self._update_tags(caller, IPROFILE, name, tags, [])
+        doc = await self._create(caller, IPROFILE, name, path, {"roles": []}, tags=tags)
         return doc
 
     async def get_instance_profile(self, caller: Principal, name: str) -> tuple[Doc, list[Doc]]:
@@ -774,9 +850,7 @@ class IamService:
             "versions": {"v1": {"doc": document, "created": created}},
             "attachments": {USER: [], GROUP: [], ROLE: []},
         }
-        doc = await self._create(caller, POLICY, name, path, extra)
-        if tags:
-            doc = await self._update_tags(caller, POLICY, name, tags, [])
+        doc = await self._create(caller, POLICY, name, path, extra, tags=tags)
         return self._policy_view(doc)
 
     def _policy_view(self, doc: Doc) -> PolicyView:
@@ -788,7 +862,7 @@ class IamService:
             path=doc["path"],
             default_version=doc["default"],
             attachment_count=sum(len(v) for v in att.values()),
-            boundary_count=0,
+            boundary_count=sum(len(v) for v in doc.get("boundaries", {}).values()),
             attachable=True,
             description=doc.get("description"),
             created=doc["created"],
@@ -799,6 +873,7 @@ class IamService:
 
     def _aws_view(self, policy: AwsManagedPolicy, attachments: Doc | None) -> PolicyView:
         att = (attachments or {}).get("attachments", {})
+        bounds = (attachments or {}).get("boundaries", {})
         return PolicyView(
             name=policy.name,
             policy_id=policy.policy_id,
@@ -806,7 +881,7 @@ class IamService:
             path=policy.path,
             default_version=policy.version_id,
             attachment_count=sum(len(v) for v in att.values()),
-            boundary_count=0,
+            boundary_count=sum(len(v) for v in bounds.values()),
             attachable=True,
             description=policy.description,
             created=iso8601(policy.created),
@@ -871,7 +946,7 @@ class IamService:
             doc = await txn.get(entity_key(POLICY, name))
             if doc is None or doc["arn"] != arn:
                 raise NoSuchEntityError(f"Policy {arn} does not exist or is not attachable.")
-            if any(doc["attachments"].values()):
+            if any(doc["attachments"].values()) or any(doc.get("boundaries", {}).values()):
                 raise DeleteConflictError("Cannot delete a policy attached to entities.")
             if len(doc["versions"]) > 1:
                 raise DeleteConflictError("Cannot delete a policy with non-default versions.")

@@ -86,3 +86,28 @@ def test_aws_cli_flow(sqlite_broker: BrokerProcess) -> None:
     assert json.loads(ident.stdout)["Arn"] == f"arn:aws:iam::{broker.account_id()}:user/bob"
     text = broker.aws(["sts", "get-caller-identity", "--query", "Arn", "--output", "text"], bob)
     assert text.stdout.strip() == f"arn:aws:iam::{broker.account_id()}:user/bob"
+
+
+def test_permissions_boundary_limits_an_administrator(sqlite_broker: BrokerProcess) -> None:
+    root = sqlite_broker.client("iam", sqlite_broker.root_creds())
+    readonly = "arn:aws:iam::aws:policy/IAMReadOnlyAccess"
+    root.create_user(UserName="bounded", PermissionsBoundary=readonly)
+    assert root.get_user(UserName="bounded")["User"]["PermissionsBoundary"] == {
+        "PermissionsBoundaryType": "PermissionsBoundaryPolicy",
+        "PermissionsBoundaryArn": readonly,
+    }
+    root.attach_user_policy(
+        UserName="bounded", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess"
+    )
+    key = root.create_access_key(UserName="bounded")["AccessKey"]
+    user = sqlite_broker.client("iam", Creds(key["AccessKeyId"], key["SecretAccessKey"]))
+    assert [u["UserName"] for u in user.list_users()["Users"]] == ["bounded"]
+    with pytest.raises(ClientError) as err:
+        user.create_user(UserName="escalated")
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    assert "permissions boundary" in err.value.response["Error"]["Message"]
+    policy = root.get_policy(PolicyArn=readonly)["Policy"]
+    assert policy["PermissionsBoundaryUsageCount"] == 1
+    root.delete_user_permissions_boundary(UserName="bounded")
+    user.create_user(UserName="escalated")  # the administrator policy now applies in full
+    assert "PermissionsBoundary" not in root.get_user(UserName="bounded")["User"]
