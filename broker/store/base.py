@@ -29,6 +29,7 @@ Guarantees (checked by ``tests/store/suite.py`` on every backend):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,6 +39,9 @@ DEFAULT_TIMEOUT_SECONDS = 0.5
 
 GLOBAL_NS = "global"
 """Namespace of broker-wide records (account registry, bootstrap marker)."""
+
+MAX_EXPIRES_AT = 1e12
+"""Largest accepted ``expires_at`` (epoch seconds, year 33658): anything above is a bug."""
 
 
 class StoreError(Exception):
@@ -136,3 +140,22 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections and threads. Idempotent."""
         ...
+
+
+def check_commit_args(writes: Mapping[str, Write], expect: Mapping[str, int]) -> None:
+    """Reject malformed :meth:`Store.commit` arguments before a backend touches anything.
+
+    Every backend calls this first, so a commit can never stop half way on bad input.
+    """
+    for version in expect.values():
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError("expected versions must be integers >= 0")
+    for write in writes.values():
+        if write is None:
+            continue
+        if not isinstance(write, Put) or not isinstance(write.value, bytes):
+            raise TypeError("writes must map to Put (with bytes value) or None")
+        if write.expires_at is not None and not (
+            math.isfinite(write.expires_at) and 0 <= write.expires_at <= MAX_EXPIRES_AT
+        ):
+            raise ValueError("expires_at must be a finite epoch time within range")

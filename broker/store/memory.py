@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from broker.store.base import Put, Record, StoreUnavailable, VersionConflict, Write
-
-MAX_EXPIRES_AT = 1e12
-"""Largest accepted ``expires_at`` (epoch seconds, about year 33658), as on every backend."""
+from broker.store.base import (
+    Put,
+    Record,
+    StoreUnavailable,
+    VersionConflict,
+    Write,
+    check_commit_args,
+)
 
 
 @dataclass(slots=True)
@@ -107,7 +110,7 @@ class MemoryStore:
         bump: bool = True,
     ) -> int:
         """Atomically check ``expect`` and apply ``writes``; return the namespace generation."""
-        _check_commit(writes, expect or {})
+        check_commit_args(writes, expect or {})
         await self._enter()
         space = self._spaces.get(ns)
         for key, version in (expect or {}).items():
@@ -173,19 +176,3 @@ class MemoryStore:
 
 def _expiry(write: Put) -> float | None:
     return None if write.expires_at is None else float(write.expires_at)
-
-
-def _check_commit(writes: Mapping[str, Write], expect: Mapping[str, int]) -> None:
-    """Reject malformed commit arguments the same way on every backend."""
-    for version in expect.values():
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise ValueError("expected versions must be integers >= 0")
-    for write in writes.values():
-        if write is None:
-            continue
-        if not isinstance(write, Put) or not isinstance(write.value, bytes):
-            raise TypeError("writes must map to Put (with bytes value) or None")
-        if write.expires_at is not None and not (
-            math.isfinite(write.expires_at) and 0 <= write.expires_at <= MAX_EXPIRES_AT
-        ):
-            raise ValueError("expires_at must be a finite epoch time within range")

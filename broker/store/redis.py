@@ -46,15 +46,12 @@ from redis.exceptions import NoScriptError, RedisError
 
 from broker.store.base import (
     DEFAULT_TIMEOUT_SECONDS,
-    Put,
     Record,
     StoreUnavailable,
     VersionConflict,
     Write,
+    check_commit_args,
 )
-
-MAX_EXPIRES_AT = 1e12
-"""Largest accepted ``expires_at`` (epoch seconds, about year 33658): fits ``PEXPIREAT``."""
 
 _SCAN_BATCH = 256
 """Index entries fetched per round trip by an unbounded scan."""
@@ -301,7 +298,7 @@ class RedisStore:
         base = self._base(ns)
         expected = dict(expect or {})
         planned = dict(writes)
-        _check_commit(planned, expected)
+        check_commit_args(planned, expected)
         keys: list[bytes] = [(base + "idx").encode(), (base + "gen").encode()]
         args: list[bytes | str] = [ns, self.channel, "1" if bump else "0", ""]
         names = list(dict.fromkeys([*expected, *planned]))
@@ -372,22 +369,6 @@ def _check_ns(ns: str) -> None:
     # Braces would move or split the hash tag and let two namespaces share key names.
     if not ns or "{" in ns or "}" in ns:
         raise ValueError("namespace must be non-empty and contain no braces")
-
-
-def _check_commit(writes: Mapping[str, Write], expect: Mapping[str, int]) -> None:
-    """Reject malformed arguments before anything is sent, so a script never stops half way."""
-    for version in expect.values():
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise ValueError("expected versions must be integers >= 0")
-    for write in writes.values():
-        if write is None:
-            continue
-        if not isinstance(write, Put) or not isinstance(write.value, bytes):
-            raise TypeError("writes must map to Put (with bytes value) or None")
-        if write.expires_at is not None and not (
-            math.isfinite(write.expires_at) and 0 <= write.expires_at <= MAX_EXPIRES_AT
-        ):
-            raise ValueError("expires_at must be a finite epoch time within range")
 
 
 def _write_args(planned: Mapping[str, Write], key: str) -> list[bytes | str]:

@@ -25,7 +25,6 @@ Schema::
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import sqlite3
 import time
@@ -36,17 +35,15 @@ from typing import TypeVar
 
 from broker.store.base import (
     DEFAULT_TIMEOUT_SECONDS,
-    Put,
     Record,
     StoreUnavailable,
     VersionConflict,
     Write,
+    check_commit_args,
 )
 
 T = TypeVar("T")
 
-MAX_EXPIRES_AT = 1e12
-"""Largest accepted ``expires_at`` (epoch seconds, about year 33658), as on every backend."""
 
 SCHEMA_VERSION = 1
 """Value of ``PRAGMA user_version`` for the schema this module creates."""
@@ -258,7 +255,7 @@ class SqliteStore:
         """Atomically check ``expect`` and apply ``writes``; return the namespace generation."""
         planned = dict(writes)
         expected = dict(expect or {})
-        _check_commit(planned, expected)
+        check_commit_args(planned, expected)
 
         def job(conn: sqlite3.Connection, deadline: float) -> int:
             conn.execute("BEGIN IMMEDIATE")
@@ -411,19 +408,3 @@ def _record(row: tuple[object, ...]) -> Record:
         version=version,
         expires_at=None if expires_at is None else float(expires_at),
     )
-
-
-def _check_commit(writes: Mapping[str, Write], expect: Mapping[str, int]) -> None:
-    """Reject malformed commit arguments the same way on every backend."""
-    for version in expect.values():
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise ValueError("expected versions must be integers >= 0")
-    for write in writes.values():
-        if write is None:
-            continue
-        if not isinstance(write, Put) or not isinstance(write.value, bytes):
-            raise TypeError("writes must map to Put (with bytes value) or None")
-        if write.expires_at is not None and not (
-            math.isfinite(write.expires_at) and 0 <= write.expires_at <= MAX_EXPIRES_AT
-        ):
-            raise ValueError("expires_at must be a finite epoch time within range")
