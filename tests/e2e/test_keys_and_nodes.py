@@ -141,3 +141,18 @@ def test_policy_change_reaches_another_node_within_a_second(
     finally:
         a.stop()
         b.stop()
+
+
+def test_presigned_url_past_its_expiry_is_request_expired(sqlite_broker: BrokerProcess) -> None:
+    import datetime as dt
+    from unittest import mock
+
+    import botocore.auth
+
+    sts = sqlite_broker.client("sts", sqlite_broker.root_creds())
+    then = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=then):
+        url = sts.generate_presigned_url("get_caller_identity", ExpiresIn=60)
+    parts = urllib.parse.urlsplit(url)
+    reply = sqlite_broker.request("POST", f"{parts.path}?{parts.query}")
+    assert (reply.status, reply.error_code()) == (400, "RequestExpired")
