@@ -696,20 +696,21 @@ async def list_entities_for_policy(svc: IamService, caller: Principal, p: Params
     entity_filter = p.string(
         "EntityFilter", enum=("User", "Role", "Group", "LocalManagedPolicy", "AWSManagedPolicy")
     )
-    p.string(
+    prefix = p.string(
         "PathPrefix", min_len=1, max_len=512, pattern=PATH_PREFIX, pattern_text=PATH_PREFIX_TEXT
     )
-    p.string("PolicyUsageFilter", enum=("PermissionsPolicy", "PermissionsBoundary"))
+    usage = p.string("PolicyUsageFilter", enum=("PermissionsPolicy", "PermissionsBoundary"))
     marker, max_items = _page_params(p)
     p.check()
-    found = await svc.list_entities_for_policy(caller, arn, entity_filter)
-    del marker, max_items
-    return {
-        "PolicyGroups": [{"GroupName": g["name"], "GroupId": g["id"]} for g in found[GROUP]],
-        "PolicyUsers": [{"UserName": u["name"], "UserId": u["id"]} for u in found[USER]],
-        "PolicyRoles": [{"RoleName": r["name"], "RoleId": r["id"]} for r in found[ROLE]],
-        "IsTruncated": False,
-    }
+    found = await svc.list_entities_for_policy(caller, arn, entity_filter, usage, prefix)
+    page, tail = paginate(found, lambda i: f"{i[0]}/{_by_name(i[1])}", marker, max_items)
+    members = {GROUP: "Group", USER: "User", ROLE: "Role"}
+    out: dict[str, Node] = {}
+    for kind, noun in members.items():
+        out[f"Policy{noun}s"] = [
+            {f"{noun}Name": d["name"], f"{noun}Id": d["id"]} for k, d in page if k == kind
+        ]
+    return {**out, **tail}
 
 
 def _attachment_actions(noun: str, kind: str, member: str, max_len: int) -> None:
@@ -914,6 +915,7 @@ async def get_account_authorization_details(svc: IamService, caller: Principal, 
                 "UserPolicyList": inline(u),
                 "GroupList": [names.get(g, g) for g in u["groups"]],
                 "AttachedManagedPolicies": attached(u),
+                "PermissionsBoundary": _boundary_node(u),
                 "Tags": _tags_node(u.get("tags", [])),
             }
             for u in d["users"]
@@ -938,6 +940,7 @@ async def get_account_authorization_details(svc: IamService, caller: Principal, 
                 ],
                 "RolePolicyList": inline(r),
                 "AttachedManagedPolicies": attached(r),
+                "PermissionsBoundary": _boundary_node(r),
                 "Tags": _tags_node(r.get("tags", [])),
             }
             for r in d["roles"]
@@ -972,11 +975,16 @@ async def get_account_authorization_details(svc: IamService, caller: Principal, 
                 }
             ]
             policies.append(node)
-    del marker, max_items
-    return {
-        "UserDetailList": users,
-        "GroupDetailList": groups,
-        "RoleDetailList": roles,
-        "Policies": policies,
-        "IsTruncated": False,
+    # One ordered listing across the four result lists, paged as a whole (as IAM does).
+    lists = ("UserDetailList", "GroupDetailList", "RoleDetailList", "Policies")
+    name_members = ("UserName", "GroupName", "RoleName", "Arn")
+    entries: list[tuple[str, int, Node]] = []
+    buckets: tuple[list[dict[str, Node]], ...] = (users, groups, roles, policies)  # type: ignore[assignment]
+    for i, nodes in enumerate(buckets):
+        for node in nodes:
+            entries.append((f"{i}/{str(node[name_members[i]]).lower()}", i, node))
+    page, tail = paginate(entries, lambda e: e[0], marker, max_items)
+    out: dict[str, Node] = {
+        name: [n for _, i, n in page if i == idx] for idx, name in enumerate(lists)
     }
+    return {**out, **tail}

@@ -259,8 +259,9 @@ class Authorizer:
         if result.decision is Decision.ALLOW:
             return
         kind = "permissions boundary" if result.layer == LAYER_BOUNDARY else "identity-based policy"
+        article = "a" if result.layer == LAYER_BOUNDARY else "an"
         how = (
-            f"with an explicit deny in a {kind}"
+            f"with an explicit deny in {article} {kind}"
             if result.decision is Decision.EXPLICIT_DENY
             else f"because no {kind} allows the {action} action"
         )

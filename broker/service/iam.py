@@ -202,8 +202,16 @@ class IamService:
             raise self._missing(kind, name)
         return doc
 
-    async def _get(self, caller: Principal, kind: str, name: str) -> Doc:
+    async def _get(self, caller: Principal, kind: str, name: str, action: str | None = None) -> Doc:
+        """Read a named entity; with ``action``, authorize it on the entity first.
+
+        A caller not allowed ``action`` gets ``AccessDenied`` whether or not the entity exists
+        (checked against the ARN the entity would have at path ``/``), so names cannot be probed.
+        """
         doc = await read(self._store, caller.account_id, entity_key(kind, name))
+        if action is not None:
+            arn = doc["arn"] if doc is not None else self._arn(caller, kind, "/", name)
+            await self._allow(caller, action, arn)
         if doc is None:
             raise self._missing(kind, name)
         return doc
@@ -294,8 +302,7 @@ class IamService:
         self, caller: Principal, kind: str, name: str, arn: str
     ) -> None:
         """PutUserPermissionsBoundary / PutRolePermissionsBoundary (replaces any previous one)."""
-        entity = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:Put{_ACTION_NOUN[kind]}PermissionsBoundary", entity["arn"])
+        await self._get(caller, kind, name, f"iam:Put{_ACTION_NOUN[kind]}PermissionsBoundary")
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, kind, name)
@@ -306,10 +313,7 @@ class IamService:
 
     async def delete_permissions_boundary(self, caller: Principal, kind: str, name: str) -> None:
         """DeleteUserPermissionsBoundary / DeleteRolePermissionsBoundary."""
-        entity = await self._get(caller, kind, name)
-        await self._allow(
-            caller, f"iam:Delete{_ACTION_NOUN[kind]}PermissionsBoundary", entity["arn"]
-        )
+        await self._get(caller, kind, name, f"iam:Delete{_ACTION_NOUN[kind]}PermissionsBoundary")
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, kind, name)
@@ -381,8 +385,7 @@ class IamService:
                     "tags": [],
                 }
             name = caller.name
-        doc = await self._get(caller, USER, name)
-        await self._allow(caller, "iam:GetUser", doc["arn"])
+        doc = await self._get(caller, USER, name, "iam:GetUser")
         doc["last_used"] = await self._password_last_used(caller, doc)
         return doc
 
@@ -398,8 +401,7 @@ class IamService:
         self, caller: Principal, name: str, new_name: str | None, new_path: str | None
     ) -> None:
         """UpdateUser: rename and/or move a user, keeping every reference to it consistent."""
-        current = await self._get(caller, USER, name)
-        await self._allow(caller, "iam:UpdateUser", current["arn"])
+        current = await self._get(caller, USER, name, "iam:UpdateUser")
         if new_name is not None and new_name != name:
             target = self._arn(caller, USER, new_path or current["path"], new_name)
             await self._allow(caller, "iam:UpdateUser", target)
@@ -467,8 +469,7 @@ class IamService:
 
     async def delete_user(self, caller: Principal, name: str) -> None:
         """DeleteUser: only once nothing hangs off the user (DeleteConflict otherwise)."""
-        current = await self._get(caller, USER, name)
-        await self._allow(caller, "iam:DeleteUser", current["arn"])
+        await self._get(caller, USER, name, "iam:DeleteUser")
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, USER, name)
@@ -507,21 +508,18 @@ class IamService:
         self, caller: Principal, kind: str, name: str, tags: Sequence[tuple[str, str]]
     ) -> None:
         """TagUser / TagRole / TagInstanceProfile."""
-        doc = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:Tag{_ACTION_NOUN[kind]}", doc["arn"])
+        await self._get(caller, kind, name, f"iam:Tag{_ACTION_NOUN[kind]}")
         check_tags(tags)
         await self._update_tags(caller, kind, name, tags, [])
 
     async def untag(self, caller: Principal, kind: str, name: str, keys: Sequence[str]) -> None:
         """UntagUser / UntagRole / UntagInstanceProfile."""
-        doc = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:Untag{_ACTION_NOUN[kind]}", doc["arn"])
+        await self._get(caller, kind, name, f"iam:Untag{_ACTION_NOUN[kind]}")
         await self._update_tags(caller, kind, name, [], keys)
 
     async def list_tags(self, caller: Principal, kind: str, name: str) -> list[list[str]]:
         """ListUserTags / ListRoleTags / ListInstanceProfileTags."""
-        doc = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:List{_ACTION_NOUN[kind]}Tags", doc["arn"])
+        doc = await self._get(caller, kind, name, f"iam:List{_ACTION_NOUN[kind]}Tags")
         tags: list[list[str]] = doc.get("tags", [])
         return tags
 
@@ -536,8 +534,7 @@ class IamService:
 
     async def get_group(self, caller: Principal, name: str) -> tuple[Doc, list[Doc]]:
         """GetGroup: the group and its member users."""
-        doc = await self._get(caller, GROUP, name)
-        await self._allow(caller, "iam:GetGroup", doc["arn"])
+        doc = await self._get(caller, GROUP, name, "iam:GetGroup")
         users = await read_many(
             self._store, caller.account_id, [f"user/{m}" for m in doc["members"]]
         )
@@ -552,14 +549,12 @@ class IamService:
         self, caller: Principal, name: str, new_name: str | None, new_path: str | None
     ) -> None:
         """UpdateGroup: rename and/or move a group."""
-        current = await self._get(caller, GROUP, name)
-        await self._allow(caller, "iam:UpdateGroup", current["arn"])
+        await self._get(caller, GROUP, name, "iam:UpdateGroup")
         await self._rename(caller, GROUP, name, new_name, new_path)
 
     async def delete_group(self, caller: Principal, name: str) -> None:
         """DeleteGroup: only when it has no members and no policies."""
-        current = await self._get(caller, GROUP, name)
-        await self._allow(caller, "iam:DeleteGroup", current["arn"])
+        await self._get(caller, GROUP, name, "iam:DeleteGroup")
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, GROUP, name)
@@ -575,8 +570,7 @@ class IamService:
 
     async def add_user_to_group(self, caller: Principal, group: str, user: str) -> None:
         """AddUserToGroup (at most ``GROUPS_PER_USER`` groups per user)."""
-        current = await self._get(caller, GROUP, group)
-        await self._allow(caller, "iam:AddUserToGroup", current["arn"])
+        await self._get(caller, GROUP, group, "iam:AddUserToGroup")
 
         async def fn(txn: Txn) -> None:
             g = await self._must(txn, GROUP, group)
@@ -597,8 +591,7 @@ class IamService:
 
     async def remove_user_from_group(self, caller: Principal, group: str, user: str) -> None:
         """RemoveUserFromGroup."""
-        current = await self._get(caller, GROUP, group)
-        await self._allow(caller, "iam:RemoveUserFromGroup", current["arn"])
+        await self._get(caller, GROUP, group, "iam:RemoveUserFromGroup")
 
         async def fn(txn: Txn) -> None:
             g = await self._must(txn, GROUP, group)
@@ -617,8 +610,7 @@ class IamService:
 
     async def list_groups_for_user(self, caller: Principal, user: str) -> list[Doc]:
         """ListGroupsForUser."""
-        doc = await self._get(caller, USER, user)
-        await self._allow(caller, "iam:ListGroupsForUser", doc["arn"])
+        doc = await self._get(caller, USER, user, "iam:ListGroupsForUser")
         groups = await read_many(
             self._store, caller.account_id, [f"group/{g}" for g in doc["groups"]]
         )
@@ -661,8 +653,7 @@ class IamService:
 
     async def get_role(self, caller: Principal, name: str) -> Doc:
         """GetRole."""
-        doc = await self._get(caller, ROLE, name)
-        await self._allow(caller, "iam:GetRole", doc["arn"])
+        doc = await self._get(caller, ROLE, name, "iam:GetRole")
         return doc
 
     async def list_roles(self, caller: Principal, path_prefix: str | None) -> list[Doc]:
@@ -681,8 +672,7 @@ class IamService:
         action: str = "iam:UpdateRole",
     ) -> Doc:
         """UpdateRole / UpdateRoleDescription / UpdateAssumeRolePolicy."""
-        current = await self._get(caller, ROLE, name)
-        await self._allow(caller, action, current["arn"])
+        await self._get(caller, ROLE, name, action)
         if trust is not None:
             self._trust(trust)
 
@@ -701,8 +691,7 @@ class IamService:
 
     async def delete_role(self, caller: Principal, name: str) -> None:
         """DeleteRole: only when no policies and no instance profile hang off it."""
-        current = await self._get(caller, ROLE, name)
-        await self._allow(caller, "iam:DeleteRole", current["arn"])
+        await self._get(caller, ROLE, name, "iam:DeleteRole")
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, ROLE, name)
@@ -732,8 +721,7 @@ class IamService:
 
     async def get_instance_profile(self, caller: Principal, name: str) -> tuple[Doc, list[Doc]]:
         """GetInstanceProfile: the profile and its role (if any)."""
-        doc = await self._get(caller, IPROFILE, name)
-        await self._allow(caller, "iam:GetInstanceProfile", doc["arn"])
+        doc = await self._get(caller, IPROFILE, name, "iam:GetInstanceProfile")
         return doc, await self._profile_roles(caller, doc)
 
     async def _profile_roles(self, caller: Principal, doc: Doc) -> list[Doc]:
@@ -752,8 +740,7 @@ class IamService:
         self, caller: Principal, role: str
     ) -> list[tuple[Doc, list[Doc]]]:
         """ListInstanceProfilesForRole."""
-        r = await self._get(caller, ROLE, role)
-        await self._allow(caller, "iam:ListInstanceProfilesForRole", r["arn"])
+        r = await self._get(caller, ROLE, role, "iam:ListInstanceProfilesForRole")
         docs = await read_many(
             self._store, caller.account_id, [f"iprofile/{p}" for p in r["profiles"]]
         )
@@ -761,8 +748,7 @@ class IamService:
 
     async def delete_instance_profile(self, caller: Principal, name: str) -> None:
         """DeleteInstanceProfile: only once its role is removed."""
-        current = await self._get(caller, IPROFILE, name)
-        await self._allow(caller, "iam:DeleteInstanceProfile", current["arn"])
+        await self._get(caller, IPROFILE, name, "iam:DeleteInstanceProfile")
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, IPROFILE, name)
@@ -779,8 +765,7 @@ class IamService:
         self, caller: Principal, profile: str, role: str
     ) -> None:
         """AddRoleToInstanceProfile (at most one role per profile)."""
-        current = await self._get(caller, IPROFILE, profile)
-        await self._allow(caller, "iam:AddRoleToInstanceProfile", current["arn"])
+        await self._get(caller, IPROFILE, profile, "iam:AddRoleToInstanceProfile")
 
         async def fn(txn: Txn) -> None:
             p = await self._must(txn, IPROFILE, profile)
@@ -801,8 +786,7 @@ class IamService:
         self, caller: Principal, profile: str, role: str
     ) -> None:
         """RemoveRoleFromInstanceProfile."""
-        current = await self._get(caller, IPROFILE, profile)
-        await self._allow(caller, "iam:RemoveRoleFromInstanceProfile", current["arn"])
+        await self._get(caller, IPROFILE, profile, "iam:RemoveRoleFromInstanceProfile")
 
         async def fn(txn: Txn) -> None:
             p = await self._must(txn, IPROFILE, profile)
@@ -1078,8 +1062,7 @@ class IamService:
 
     async def attach_policy(self, caller: Principal, kind: str, name: str, arn: str) -> None:
         """AttachUserPolicy / AttachGroupPolicy / AttachRolePolicy."""
-        entity = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:Attach{_ACTION_NOUN[kind]}Policy", entity["arn"])
+        await self._get(caller, kind, name, f"iam:Attach{_ACTION_NOUN[kind]}Policy")
         if split_policy_arn(arn) is None:
             raise InvalidInputError(f"ARN {arn} is not valid.")
 
@@ -1104,8 +1087,7 @@ class IamService:
 
     async def detach_policy(self, caller: Principal, kind: str, name: str, arn: str) -> None:
         """DetachUserPolicy / DetachGroupPolicy / DetachRolePolicy."""
-        entity = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:Detach{_ACTION_NOUN[kind]}Policy", entity["arn"])
+        await self._get(caller, kind, name, f"iam:Detach{_ACTION_NOUN[kind]}Policy")
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, kind, name)
@@ -1125,8 +1107,7 @@ class IamService:
         self, caller: Principal, kind: str, name: str, path_prefix: str | None
     ) -> list[tuple[str, str]]:
         """ListAttached{User,Group,Role}Policies: (policy name, ARN) pairs."""
-        doc = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:ListAttached{_ACTION_NOUN[kind]}Policies", doc["arn"])
+        doc = await self._get(caller, kind, name, f"iam:ListAttached{_ACTION_NOUN[kind]}Policies")
         out = []
         for arn in doc["attached"]:
             parts = split_policy_arn(arn)
@@ -1138,24 +1119,37 @@ class IamService:
         return out
 
     async def list_entities_for_policy(
-        self, caller: Principal, arn: str, entity_filter: str | None
-    ) -> dict[str, list[Doc]]:
-        """ListEntitiesForPolicy: the users, groups and roles a policy is attached to."""
+        self,
+        caller: Principal,
+        arn: str,
+        entity_filter: str | None,
+        usage: str | None,
+        path_prefix: str | None,
+    ) -> list[tuple[str, Doc]]:
+        """ListEntitiesForPolicy: ``(kind, entity)`` for every user, group and role using it.
+
+        ``usage`` is ``PermissionsPolicy`` (attached), ``PermissionsBoundary`` (boundary) or
+        ``None`` (both).
+        """
         await self._allow(caller, "iam:ListEntitiesForPolicy", arn)
-        view = await self._resolve_policy(caller, arn)
-        del view
-        txn = Txn(self._store, caller.account_id)
-        _, pol = await self._policy_attachments(txn, arn)
-        att = (pol or {}).get("attachments", {})
-        out: dict[str, list[Doc]] = {}
-        for kind in (USER, GROUP, ROLE):
+        await self._resolve_policy(caller, arn)  # NoSuchEntity for unknown policies
+        _, pol = await self._policy_attachments(Txn(self._store, caller.account_id), arn)
+        sources: list[dict[str, list[str]]] = []
+        if usage in (None, "PermissionsPolicy"):
+            sources.append((pol or {}).get("attachments", {}))
+        if usage in (None, "PermissionsBoundary"):
+            sources.append((pol or {}).get("boundaries", {}))
+        out: list[tuple[str, Doc]] = []
+        for kind in (GROUP, USER, ROLE):
             if entity_filter and entity_filter.lower() != kind:
-                out[kind] = []
                 continue
-            docs = await read_many(
-                self._store, caller.account_id, [f"{kind}/{n}" for n in att.get(kind, [])]
-            )
-            out[kind] = [d for d in docs if d is not None]
+            names = sorted({n for src in sources for n in src.get(kind, [])})
+            docs = await read_many(self._store, caller.account_id, [f"{kind}/{n}" for n in names])
+            out += [
+                (kind, d)
+                for d in docs
+                if d is not None and (not path_prefix or str(d["path"]).startswith(path_prefix))
+            ]
         return out
 
     # -- inline policies ----------------------------------------------------------------------
@@ -1164,8 +1158,7 @@ class IamService:
         self, caller: Principal, kind: str, name: str, policy_name: str, document: str
     ) -> None:
         """Put{User,Group,Role}Policy (aggregate inline size quota per entity)."""
-        entity = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:Put{_ACTION_NOUN[kind]}Policy", entity["arn"])
+        await self._get(caller, kind, name, f"iam:Put{_ACTION_NOUN[kind]}Policy")
         parse_policy(document, PolicyKind.IDENTITY)
 
         async def fn(txn: Txn) -> None:
@@ -1189,8 +1182,7 @@ class IamService:
         self, caller: Principal, kind: str, name: str, policy_name: str
     ) -> tuple[str, str]:
         """Get{User,Group,Role}Policy: (stored policy name, document)."""
-        doc = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:Get{_ACTION_NOUN[kind]}Policy", doc["arn"])
+        doc = await self._get(caller, kind, name, f"iam:Get{_ACTION_NOUN[kind]}Policy")
         for pname, text in doc["inline"].items():
             if pname.lower() == policy_name.lower():
                 return pname, text
@@ -1202,8 +1194,7 @@ class IamService:
         self, caller: Principal, kind: str, name: str, policy_name: str
     ) -> None:
         """Delete{User,Group,Role}Policy."""
-        entity = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:Delete{_ACTION_NOUN[kind]}Policy", entity["arn"])
+        await self._get(caller, kind, name, f"iam:Delete{_ACTION_NOUN[kind]}Policy")
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, kind, name)
@@ -1219,25 +1210,26 @@ class IamService:
 
     async def list_inline_policies(self, caller: Principal, kind: str, name: str) -> list[str]:
         """List{User,Group,Role}Policies: policy names."""
-        doc = await self._get(caller, kind, name)
-        await self._allow(caller, f"iam:List{_ACTION_NOUN[kind]}Policies", doc["arn"])
+        doc = await self._get(caller, kind, name, f"iam:List{_ACTION_NOUN[kind]}Policies")
         return sorted(doc["inline"], key=str.lower)
 
     # -- access keys --------------------------------------------------------------------------
 
-    async def _key_owner(self, caller: Principal, user: str | None) -> tuple[str | None, str]:
-        """Return (user name or None for root, resource ARN) of the key owner named."""
+    async def _key_owner(
+        self, caller: Principal, user: str | None, action: str
+    ) -> tuple[str | None, str]:
+        """Authorize ``action`` on the key owner; return (user name or None for root, ARN)."""
         if user is None:
             if caller.is_root:
+                await self._allow(caller, action, caller.arn)
                 return None, caller.arn
             user = caller.name
-        doc = await self._get(caller, USER, user)
+        doc = await self._get(caller, USER, user, action)
         return doc["name"], doc["arn"]
 
     async def create_access_key(self, caller: Principal, user: str | None) -> NewAccessKey:
         """CreateAccessKey (at most ``ACCESS_KEYS_PER_USER``; the secret is sealed at rest)."""
-        owner, resource = await self._key_owner(caller, user)
-        await self._allow(caller, "iam:CreateAccessKey", resource)
+        owner, _ = await self._key_owner(caller, user, "iam:CreateAccessKey")
         secret = ids.new_secret_access_key(self._rng)
         created = now_text(self._clock)
 
@@ -1270,9 +1262,9 @@ class IamService:
         return NewAccessKey(owner, akid, secret, "Active", created)
 
     async def _owned_key(
-        self, caller: Principal, user: str | None, akid: str
+        self, caller: Principal, user: str | None, akid: str, action: str
     ) -> tuple[str | None, str]:
-        owner, resource = await self._key_owner(caller, user)
+        owner, resource = await self._key_owner(caller, user, action)
         rec = await read(self._store, caller.account_id, f"akey/{akid}")
         if rec is None or (rec["user"] or None) != (owner.lower() if owner else None):
             raise NoSuchEntityError(f"The Access Key with id {akid} cannot be found.")
@@ -1282,8 +1274,7 @@ class IamService:
         self, caller: Principal, user: str | None, akid: str, status: str
     ) -> None:
         """UpdateAccessKey: Active / Inactive (an inactive key authenticates nothing)."""
-        _, resource = await self._owned_key(caller, user, akid)
-        await self._allow(caller, "iam:UpdateAccessKey", resource)
+        await self._owned_key(caller, user, akid, "iam:UpdateAccessKey")
 
         async def fn(txn: Txn) -> None:
             rec = await txn.get(f"akey/{akid}")
@@ -1296,8 +1287,7 @@ class IamService:
 
     async def delete_access_key(self, caller: Principal, user: str | None, akid: str) -> None:
         """DeleteAccessKey."""
-        owner, resource = await self._owned_key(caller, user, akid)
-        await self._allow(caller, "iam:DeleteAccessKey", resource)
+        owner, _ = await self._owned_key(caller, user, akid, "iam:DeleteAccessKey")
 
         async def fn(txn: Txn) -> None:
             if await txn.get(f"akey/{akid}") is None:
@@ -1319,8 +1309,7 @@ class IamService:
 
     async def list_access_keys(self, caller: Principal, user: str | None) -> list[Doc]:
         """ListAccessKeys (never the secrets)."""
-        owner, resource = await self._key_owner(caller, user)
-        await self._allow(caller, "iam:ListAccessKeys", resource)
+        owner, _ = await self._key_owner(caller, user, "iam:ListAccessKeys")
         if owner is None:
             acct = await read(self._store, caller.account_id, "account") or {"root_keys": []}
             keys = acct["root_keys"]

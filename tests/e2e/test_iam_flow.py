@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -58,7 +59,7 @@ def test_aws_cli_flow(sqlite_broker: BrokerProcess) -> None:
     broker = sqlite_broker
     root = broker.root_creds()
 
-    def aws(*args: str, creds: Creds = root) -> dict[str, object]:
+    def aws(*args: str, creds: Creds = root) -> Any:
         out = broker.aws(list(args), creds)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout) if out.stdout.strip() else {}
@@ -68,10 +69,10 @@ def test_aws_cli_flow(sqlite_broker: BrokerProcess) -> None:
     created = aws(
         "iam", "create-policy", "--policy-name", "lister", "--policy-document", ALLOW_LIST_USERS
     )
-    arn = created["Policy"]["Arn"]  # type: ignore[index]
+    arn = created["Policy"]["Arn"]
     aws("iam", "add-user-to-group", "--group-name", "ops", "--user-name", "bob")
     key = aws("iam", "create-access-key", "--user-name", "bob")["AccessKey"]
-    bob = Creds(key["AccessKeyId"], key["SecretAccessKey"])  # type: ignore[index]
+    bob = Creds(key["AccessKeyId"], key["SecretAccessKey"])
 
     denied = broker.aws(["iam", "list-users"], bob)
     assert denied.returncode != 0
@@ -79,7 +80,7 @@ def test_aws_cli_flow(sqlite_broker: BrokerProcess) -> None:
 
     aws("iam", "attach-group-policy", "--group-name", "ops", "--policy-arn", arn)
     listed = aws("iam", "list-users", creds=bob)
-    assert [u["UserName"] for u in listed["Users"]] == ["bob"]  # type: ignore[index]
+    assert [u["UserName"] for u in listed["Users"]] == ["bob"]
 
     ident = broker.aws(["sts", "get-caller-identity"], bob)
     assert ident.returncode == 0, ident.stderr

@@ -6,6 +6,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -118,7 +119,7 @@ def test_redis_restart_keeps_entities_and_seals_secrets(
         assert again.client("sts", creds).get_caller_identity()["Arn"].endswith(":user/team/erin")
     finally:
         again.stop()
-    client = redis.Redis.from_url(private_redis.url)
+    client: Any = redis.Redis.from_url(private_redis.url)
     dump = b""
     for key in client.scan_iter(count=1000):
         kind = client.type(key)
