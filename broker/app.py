@@ -141,7 +141,7 @@ async def build_runtime(
         keyring=keyring,
         clock=clock,
         generations=generations,
-        authenticator=Authenticator(store, keyring, generations),
+        authenticator=Authenticator(store, keyring, generations, clock),
         authorizer=authorizer,
         iam=iam,
         accounts=AccountService(store, iam, clock),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from broker.clock import Clock
 from broker.core import ids
 from broker.core.arn import root_arn
 from broker.core.keyring import Keyring, SealError
@@ -37,6 +38,9 @@ from broker.service.txn import Doc, read, read_many
 from broker.store.base import GLOBAL_NS, Store
 
 _POLICY_CACHE_SIZE = 4096
+_KEY_CACHE_SIZE = 100_000
+NEGATIVE_TTL_SECONDS = 1.0
+"""How long an unknown access key id is remembered as unknown (spares the store)."""
 _DENY_ALL = '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}'
 
 
@@ -68,36 +72,64 @@ REQUEST_FACTS: ContextVar[RequestFacts | None] = ContextVar("request_facts", def
 class Authenticator:
     """Finds the owner and secret of a long-term access key (cached per generation)."""
 
-    def __init__(self, store: Store, keyring: Keyring, generations: Generations) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keyring: Keyring,
+        generations: Generations,
+        clock: Clock,
+        negative_ttl: float = NEGATIVE_TTL_SECONDS,
+    ) -> None:
         self._store = store
         self._keyring = keyring
         self._generations = generations
-        self._cache: dict[str, tuple[str, int, KeyEntry | None]] = {}
+        self._clock = clock
+        self._negative_ttl = negative_ttl
+        self._known: dict[str, KeyEntry] = {}
+        self._unknown: dict[str, float] = {}
 
     async def lookup(self, access_key_id: str) -> KeyEntry | None:
-        """Return the key's entry, or ``None`` when no such key exists."""
-        hit = self._cache.get(access_key_id)
-        if hit is not None and self._generations.current(hit[0]) == hit[1]:
-            return hit[2]
-        account = ids.account_from_access_key_id(access_key_id)
+        """Return the key's entry, or ``None`` when no such key exists.
+
+        Known keys are cached until their account's generation moves. Unknown keys are
+        remembered for ``negative_ttl`` seconds only, and never make this node watch the
+        account they name (random key ids must not grow the set of watched namespaces).
+        """
+        hit = self._known.get(access_key_id)
+        if (
+            hit is not None
+            and self._generations.current(hit.principal.account_id) == hit.generation
+        ):
+            return hit
+        now = self._clock.monotonic()
+        until = self._unknown.get(access_key_id)
+        if until is not None and now < until:
+            return None
         entry: KeyEntry | None = None
+        account = ids.account_from_access_key_id(access_key_id)
         if account is not None:
-            gen = await self._generations.watch(account)
-            entry = await self._load(account, access_key_id, gen)
+            entry = await self._load(account, access_key_id)
         if entry is None:
             alias = await read(self._store, GLOBAL_NS, f"keyalias/{access_key_id}")
             if alias is not None:
-                account = str(alias["account"])
-                gen = await self._generations.watch(account)
-                entry = await self._load(account, access_key_id, gen)
-        if account is None:
+                entry = await self._load(str(alias["account"]), access_key_id)
+        if len(self._known) + len(self._unknown) > _KEY_CACHE_SIZE:
+            self._known.clear()
+            self._unknown.clear()
+        if entry is None:
+            self._unknown[access_key_id] = now + self._negative_ttl
+            self._known.pop(access_key_id, None)
             return None
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[access_key_id] = (account, gen, entry)
+        self._unknown.pop(access_key_id, None)
+        self._known[access_key_id] = entry
         return entry
 
-    async def _load(self, account: str, akid: str, gen: int) -> KeyEntry | None:
+    async def _load(self, account: str, akid: str) -> KeyEntry | None:
+        # The generation is read before the records, so an entry never claims a newer
+        # generation than its data; the account is watched only once the key is known.
+        gen = self._generations.current(account)
+        if gen is None:
+            gen = await self._store.generation(account)
         rec = await read(self._store, account, f"akey/{akid}")
         if rec is None:
             return None
@@ -116,6 +148,7 @@ class Authenticator:
             principal = Principal(
                 PrincipalKind.USER, account, user["arn"], user["id"], user["name"], akid
             )
+        self._generations.observe(account, gen)
         return KeyEntry(principal, secret, rec["status"] == "Active", gen)
 
 
