@@ -38,6 +38,8 @@ MASTER_KEY_FILE = "master.key"
 ROOT_CREDENTIALS_FILE = "root-credentials.json"
 SQLITE_FILE = "broker.db"
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
+PUBSUB_POLL_SECONDS = 5.0
+"""Generation poll interval when the store also pushes changes (Redis pub/sub)."""
 
 
 class StartupError(Exception):
@@ -201,10 +203,14 @@ def make_app(rt: Runtime) -> web.Application:
     app = make_api_app(deps)
 
     async def background(_: web.Application) -> AsyncIterator[None]:
-        tasks = [
-            asyncio.create_task(_every(cfg.store.generation_poll_seconds, rt.generations.poll)),
-            asyncio.create_task(_every(cfg.tracking.flush_seconds, rt.tracker.flush)),
-        ]
+        poll = cfg.store.generation_poll_seconds
+        tasks = [asyncio.create_task(_every(cfg.tracking.flush_seconds, rt.tracker.flush))]
+        follow = getattr(rt.store, "follow_generations", None)
+        if follow is not None:
+            # Pub/sub carries other nodes' changes at once; polling stays as a safety net.
+            tasks.append(asyncio.create_task(follow(rt.generations.advance, rt.generations.poll)))
+            poll = max(poll, PUBSUB_POLL_SECONDS)
+        tasks.append(asyncio.create_task(_every(poll, rt.generations.poll)))
         yield
         for task in tasks:
             task.cancel()

@@ -2,8 +2,10 @@
 
 Every bumping commit to an account increases its generation in the store. A node learns of
 new generations two ways: at once from its own commits (:meth:`Generations.observe`), and
-within ``poll_seconds`` from other nodes' commits (:meth:`Generations.poll`, run by the app in
-the background). A cache entry remembers the generation it was built under and is used only
+from other nodes' commits through the store's pub/sub where it has one (Redis:
+:meth:`Generations.advance`), and within ``poll_seconds`` by polling
+(:meth:`Generations.poll`, run by the app in the background; a slow safety net when pub/sub
+is available). A cache entry remembers the generation it was built under and is used only
 while that is still the current one.
 """
 
@@ -26,6 +28,12 @@ class Generations:
     def observe(self, ns: str, generation: int) -> None:
         """Record that ``ns`` reached ``generation`` (never moves backwards)."""
         if generation > self._known.get(ns, -1):
+            self._known[ns] = generation
+
+    def advance(self, ns: str, generation: int) -> None:
+        """Like :meth:`observe`, but only for namespaces already watched (pub/sub events)."""
+        known = self._known.get(ns)
+        if known is not None and generation > known:
             self._known[ns] = generation
 
     async def watch(self, ns: str) -> int:

@@ -35,8 +35,9 @@ URL, which may carry a password.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
@@ -47,6 +48,7 @@ from redis.exceptions import NoScriptError, RedisError
 from broker.store.base import (
     DEFAULT_TIMEOUT_SECONDS,
     Record,
+    StoreError,
     StoreUnavailable,
     VersionConflict,
     Write,
@@ -342,6 +344,39 @@ class RedisStore:
                 if await self._scan(self._base(ns), "", None, 1):
                     live.append(ns)
         return live
+
+    async def follow_generations(
+        self,
+        on_event: Callable[[str, int], None],
+        on_resync: Callable[[], Awaitable[None]],
+        *,
+        retry_seconds: float = 0.5,
+    ) -> None:
+        """Deliver every node's generation changes to ``on_event(ns, generation)``.
+
+        Runs until cancelled. Pub/sub delivers at most once, so after every (re)subscription
+        ``on_resync()`` is awaited to catch up on what was published while unsubscribed; a
+        lost connection is retried every ``retry_seconds``.
+        """
+        while not self._closed:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                await on_resync()
+                while True:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=self._timeout / 2
+                    )
+                    if message is None or message.get("type") != "message":
+                        continue
+                    ns, _, gen = _text(message["data"]).partition(" ")
+                    if gen.isdigit():
+                        on_event(ns, int(gen))
+            except (RedisError, OSError, StoreError):
+                await asyncio.sleep(retry_seconds)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def ping(self) -> None:
         """Return when Redis answers PING; raise :class:`StoreUnavailable` otherwise."""
