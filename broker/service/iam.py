@@ -26,7 +26,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from broker.clock import Clock, iso8601
 from broker.core import ids, limits
@@ -47,7 +47,7 @@ from broker.service.cache import Generations
 from broker.service.managed import BY_ARN as AWS_POLICIES
 from broker.service.managed import AwsManagedPolicy
 from broker.service.txn import Doc, Txn, read, read_many, scan, transact
-from broker.store.base import VersionConflict
+from broker.store.base import Store, VersionConflict
 
 T = TypeVar("T")
 
@@ -162,7 +162,7 @@ class IamService:
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         keyring: Keyring,
         clock: Clock,
         authz: Authorizer,
@@ -386,11 +386,7 @@ class IamService:
                 }
             name = caller.name
         doc = await self._get(caller, USER, name, "iam:GetUser")
-        doc["last_used"] = await self._password_last_used(caller, doc)
         return doc
-
-    async def _password_last_used(self, caller: Principal, doc: Doc) -> str | None:
-        return None
 
     async def list_users(self, caller: Principal, path_prefix: str | None) -> list[Doc]:
         """ListUsers."""
