@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import OrderedDict
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from broker.clock import Clock
 from broker.core import ids
@@ -23,6 +23,7 @@ from broker.core.keyring import Keyring, SealError
 from broker.core.model import Principal, PrincipalKind
 from broker.core.policy import (
     CompiledPolicy,
+    ContextValue,
     Decision,
     PolicyKind,
     RequestContext,
@@ -159,6 +160,7 @@ class PolicySet:
     identity: tuple[tuple[str, CompiledPolicy], ...]
     boundary: tuple[str, CompiledPolicy] | None
     generation: int
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 class Authorizer:
@@ -217,6 +219,7 @@ class Authorizer:
         user = await read(self._store, account, f"user/{principal.name.lower()}")
         if user is None:
             return PolicySet((), None, gen)
+        tags = tuple((str(k), str(v)) for k, v in user.get("tags", []))
         out: list[tuple[str, CompiledPolicy]] = []
         holders: list[Doc] = [user]
         groups = await read_many(self._store, account, [f"group/{g}" for g in user["groups"]])
@@ -242,14 +245,25 @@ class Authorizer:
             text = await self._policy_document(account, user["boundary"])
             # A boundary whose policy vanished allows nothing (fail closed).
             boundary = (user["boundary"], self.compiled(text if text is not None else _DENY_ALL))
-        return PolicySet(tuple(out), boundary, gen)
+        return PolicySet(tuple(out), boundary, gen, tags)
 
     def context(
-        self, principal: Principal, action: str, resource: str, has_boundary: bool = False
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        policies: PolicySet | None = None,
+        extra: Mapping[str, ContextValue] | None = None,
     ) -> RequestContext:
-        """Build the request context for one decision."""
+        """Build the request context for one decision (spec/iam-policy.md section 9).
+
+        ``extra`` holds action-specific keys (``aws:RequestTag/k``, ``aws:TagKeys``,
+        ``iam:PolicyARN``, ``iam:ResourceTag/k`` ...); names are matched case-insensitively.
+        Keys AWS sets only for some credentials (``aws:MultiFactorAuthPresent``,
+        ``aws:TokenIssueTime``) are absent for long-term access keys, as on AWS.
+        """
         facts = REQUEST_FACTS.get()
-        keys: dict[str, Any] = {
+        keys: dict[str, ContextValue] = {
             "aws:principalarn": principal.arn,
             "aws:principalaccount": principal.account_id,
             "aws:principaltype": "Account" if principal.is_root else "User",
@@ -265,13 +279,19 @@ class Authorizer:
                 keys["aws:useragent"] = facts.user_agent
             if facts.region:
                 keys["aws:requestedregion"] = facts.region
+        if policies is not None:
+            for tag, tag_value in policies.tags:
+                keys[f"aws:principaltag/{tag.lower()}"] = tag_value
+        if extra:
+            for key, value in extra.items():
+                keys[key.lower()] = value
         return RequestContext(
             action=action,
             resource=resource,
             principal_arn=principal.arn,
             principal_account=principal.account_id,
             keys=keys,
-            has_boundary=has_boundary,
+            has_boundary=policies is not None and policies.boundary is not None,
         )
 
     async def authorize(
@@ -279,6 +299,7 @@ class Authorizer:
         principal: Principal,
         action: str,
         resource: str,
+        extra: Mapping[str, ContextValue] | None = None,
     ) -> None:
         """Raise ``AccessDeniedError`` unless the principal may do ``action`` on ``resource``.
 
@@ -287,7 +308,7 @@ class Authorizer:
         if principal.is_root:
             return
         policies = await self.policies_for(principal)
-        ctx = self.context(principal, action, resource, policies.boundary is not None)
+        ctx = self.context(principal, action, resource, policies, extra)
         result = evaluate_request(ctx, identity=policies.identity, boundary=policies.boundary)
         if result.decision is Decision.ALLOW:
             return

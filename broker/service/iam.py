@@ -24,7 +24,7 @@ key                       record
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,7 +33,7 @@ from broker.core import ids, limits
 from broker.core.arn import AWS_MANAGED_ACCOUNT, iam_arn, policy_arn, root_arn, split_policy_arn
 from broker.core.keyring import Keyring
 from broker.core.model import Principal
-from broker.core.policy import PolicyKind, parse_policy, policy_size
+from broker.core.policy import ContextValue, PolicyKind, parse_policy, policy_size
 from broker.errors import (
     AccessDeniedError,
     DeleteConflictError,
@@ -140,6 +140,24 @@ def _tags_merge(existing: list[list[str]], new: Sequence[tuple[str, str]]) -> li
     return out
 
 
+def request_tag_keys(tags: Sequence[tuple[str, str]]) -> dict[str, ContextValue]:
+    """Context keys of tags sent with a request: ``aws:RequestTag/k`` and ``aws:TagKeys``."""
+    keys: dict[str, ContextValue] = {f"aws:RequestTag/{k}": v for k, v in tags}
+    keys["aws:TagKeys"] = [k for k, _ in tags]
+    return keys
+
+
+def resource_keys(doc: Doc) -> dict[str, ContextValue]:
+    """Context keys an existing entity contributes: its tags and its permissions boundary."""
+    keys: dict[str, ContextValue] = {}
+    for k, v in doc.get("tags", []):
+        keys[f"iam:ResourceTag/{k}"] = v
+        keys[f"aws:ResourceTag/{k}"] = v
+    if doc.get("boundary"):
+        keys["iam:PermissionsBoundary"] = doc["boundary"]
+    return keys
+
+
 def check_tags(tags: Sequence[tuple[str, str]]) -> None:
     """Reject reserved or duplicated tag keys in one request (IAM's ``InvalidInput``)."""
     seen: set[str] = set()
@@ -181,8 +199,14 @@ class IamService:
     async def _tx(self, account: str, fn: Callable[[Txn], Awaitable[T]]) -> T:
         return await transact(self._store, account, fn, on_commit=self._generations.observe)
 
-    async def _allow(self, caller: Principal, action: str, resource: str) -> None:
-        await self._authz.authorize(caller, action, resource)
+    async def _allow(
+        self,
+        caller: Principal,
+        action: str,
+        resource: str,
+        extra: Mapping[str, ContextValue] | None = None,
+    ) -> None:
+        await self._authz.authorize(caller, action, resource, extra)
 
     def _arn(self, caller: Principal, kind: str, path: str, name: str) -> str:
         return iam_arn(caller.account_id, _ARN_TYPE[kind], path, name)
@@ -202,16 +226,26 @@ class IamService:
             raise self._missing(kind, name)
         return doc
 
-    async def _get(self, caller: Principal, kind: str, name: str, action: str | None = None) -> Doc:
+    async def _get(
+        self,
+        caller: Principal,
+        kind: str,
+        name: str,
+        action: str | None = None,
+        extra: Mapping[str, ContextValue] | None = None,
+    ) -> Doc:
         """Read a named entity; with ``action``, authorize it on the entity first.
 
         A caller not allowed ``action`` gets ``AccessDenied`` whether or not the entity exists
         (checked against the ARN the entity would have at path ``/``), so names cannot be probed.
+        The entity's tags (``iam:ResourceTag/k``, ``aws:ResourceTag/k``) and permissions
+        boundary (``iam:PermissionsBoundary``) join the request context, with ``extra``.
         """
         doc = await read(self._store, caller.account_id, entity_key(kind, name))
         if action is not None:
             arn = doc["arn"] if doc is not None else self._arn(caller, kind, "/", name)
-            await self._allow(caller, action, arn)
+            keys = resource_keys(doc) if doc is not None else {}
+            await self._allow(caller, action, arn, {**keys, **(extra or {})})
         if doc is None:
             raise self._missing(kind, name)
         return doc
@@ -302,7 +336,13 @@ class IamService:
         self, caller: Principal, kind: str, name: str, arn: str
     ) -> None:
         """PutUserPermissionsBoundary / PutRolePermissionsBoundary (replaces any previous one)."""
-        await self._get(caller, kind, name, f"iam:Put{_ACTION_NOUN[kind]}PermissionsBoundary")
+        await self._get(
+            caller,
+            kind,
+            name,
+            f"iam:Put{_ACTION_NOUN[kind]}PermissionsBoundary",
+            {"iam:PermissionsBoundary": arn},
+        )
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, kind, name)
@@ -365,7 +405,10 @@ class IamService:
         boundary: str | None = None,
     ) -> Doc:
         """CreateUser (with optional tags and permissions boundary)."""
-        await self._allow(caller, "iam:CreateUser", self._arn(caller, USER, path, name))
+        keys = request_tag_keys(tags)
+        if boundary is not None:
+            keys["iam:PermissionsBoundary"] = boundary
+        await self._allow(caller, "iam:CreateUser", self._arn(caller, USER, path, name), keys)
         extra: Doc = {"groups": [], "attached": [], "inline": {}, "keys": [], "boundary": None}
         return await self._create(caller, USER, name, path, extra, tags=tags, boundary=boundary)
 
@@ -504,13 +547,15 @@ class IamService:
         self, caller: Principal, kind: str, name: str, tags: Sequence[tuple[str, str]]
     ) -> None:
         """TagUser / TagRole / TagInstanceProfile."""
-        await self._get(caller, kind, name, f"iam:Tag{_ACTION_NOUN[kind]}")
+        await self._get(caller, kind, name, f"iam:Tag{_ACTION_NOUN[kind]}", request_tag_keys(tags))
         check_tags(tags)
         await self._update_tags(caller, kind, name, tags, [])
 
     async def untag(self, caller: Principal, kind: str, name: str, keys: Sequence[str]) -> None:
         """UntagUser / UntagRole / UntagInstanceProfile."""
-        await self._get(caller, kind, name, f"iam:Untag{_ACTION_NOUN[kind]}")
+        await self._get(
+            caller, kind, name, f"iam:Untag{_ACTION_NOUN[kind]}", {"aws:TagKeys": list(keys)}
+        )
         await self._update_tags(caller, kind, name, [], keys)
 
     async def list_tags(self, caller: Principal, kind: str, name: str) -> list[list[str]]:
@@ -634,7 +679,10 @@ class IamService:
         boundary: str | None = None,
     ) -> Doc:
         """CreateRole (with optional tags and permissions boundary)."""
-        await self._allow(caller, "iam:CreateRole", self._arn(caller, ROLE, path, name))
+        keys = request_tag_keys(tags)
+        if boundary is not None:
+            keys["iam:PermissionsBoundary"] = boundary
+        await self._allow(caller, "iam:CreateRole", self._arn(caller, ROLE, path, name), keys)
         self._trust(trust)
         extra: Doc = {
             "trust": trust,
@@ -709,11 +757,9 @@ class IamService:
         self, caller: Principal, name: str, path: str, tags: Sequence[tuple[str, str]]
     ) -> Doc:
         """CreateInstanceProfile."""
-        await self._allow(
-            caller, "iam:CreateInstanceProfile", self._arn(caller, IPROFILE, path, name)
-        )
-        doc = await self._create(caller, IPROFILE, name, path, {"roles": []}, tags=tags)
-        return doc
+        arn = self._arn(caller, IPROFILE, path, name)
+        await self._allow(caller, "iam:CreateInstanceProfile", arn, request_tag_keys(tags))
+        return await self._create(caller, IPROFILE, name, path, {"roles": []}, tags=tags)
 
     async def get_instance_profile(self, caller: Principal, name: str) -> tuple[Doc, list[Doc]]:
         """GetInstanceProfile: the profile and its role (if any)."""
@@ -818,7 +864,7 @@ class IamService:
     ) -> PolicyView:
         """CreatePolicy (document validated and stored as version v1)."""
         arn = policy_arn(caller.account_id, path, name)
-        await self._allow(caller, "iam:CreatePolicy", arn)
+        await self._allow(caller, "iam:CreatePolicy", arn, request_tag_keys(tags))
         self._check_managed_document(document)
         check_tags(tags)
         created = now_text(self._clock)
@@ -1058,7 +1104,9 @@ class IamService:
 
     async def attach_policy(self, caller: Principal, kind: str, name: str, arn: str) -> None:
         """AttachUserPolicy / AttachGroupPolicy / AttachRolePolicy."""
-        await self._get(caller, kind, name, f"iam:Attach{_ACTION_NOUN[kind]}Policy")
+        await self._get(
+            caller, kind, name, f"iam:Attach{_ACTION_NOUN[kind]}Policy", {"iam:PolicyARN": arn}
+        )
         if split_policy_arn(arn) is None:
             raise InvalidInputError(f"ARN {arn} is not valid.")
 
@@ -1083,7 +1131,9 @@ class IamService:
 
     async def detach_policy(self, caller: Principal, kind: str, name: str, arn: str) -> None:
         """DetachUserPolicy / DetachGroupPolicy / DetachRolePolicy."""
-        await self._get(caller, kind, name, f"iam:Detach{_ACTION_NOUN[kind]}Policy")
+        await self._get(
+            caller, kind, name, f"iam:Detach{_ACTION_NOUN[kind]}Policy", {"iam:PolicyARN": arn}
+        )
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, kind, name)
