@@ -30,16 +30,25 @@ from typing import TypeVar
 
 from broker.clock import Clock, iso8601
 from broker.core import ids, limits
-from broker.core.arn import AWS_MANAGED_ACCOUNT, iam_arn, policy_arn, root_arn, split_policy_arn
+from broker.core.arn import (
+    AWS_MANAGED_ACCOUNT,
+    iam_arn,
+    parse_arn,
+    policy_arn,
+    root_arn,
+    split_policy_arn,
+)
 from broker.core.keyring import Keyring
 from broker.core.model import Principal
 from broker.core.policy import ContextValue, PolicyKind, parse_policy, policy_size
+from broker.core.policy.model import PrincipalType
 from broker.errors import (
     AccessDeniedError,
     DeleteConflictError,
     EntityAlreadyExistsError,
     InvalidInputError,
     LimitExceededError,
+    MalformedPolicyError,
     NoSuchEntityError,
 )
 from broker.service.authz import Authorizer
@@ -659,12 +668,29 @@ class IamService:
 
     # -- roles ------------------------------------------------------------------------------
 
-    def _trust(self, document: str) -> str:
+    async def _trust(self, caller: Principal, document: str) -> str:
+        """Validate a role trust policy; same-account users and roles it names must exist."""
         if policy_size(document) > limits.ASSUME_ROLE_POLICY_SIZE:
             raise LimitExceededError(
                 f"Cannot exceed quota for ACLSizePerRole: {limits.ASSUME_ROLE_POLICY_SIZE}"
             )
-        parse_policy(document, PolicyKind.TRUST)
+        policy = parse_policy(document, PolicyKind.TRUST)
+        for statement in policy.statements:
+            for principal in (statement.principals or ()) + (statement.not_principals or ()):
+                if principal.type is not PrincipalType.AWS:
+                    continue
+                arn = parse_arn(principal.value)
+                if arn is None or arn.service != "iam" or arn.account != caller.account_id:
+                    continue
+                kind, _, _ = arn.resource.partition("/")
+                if kind not in (USER, ROLE):
+                    continue
+                name = arn.resource.rsplit("/", 1)[1]
+                doc = await read(self._store, caller.account_id, entity_key(kind, name))
+                if doc is None or doc["arn"] != principal.value:
+                    raise MalformedPolicyError(
+                        f'Invalid principal in policy: "AWS":"{principal.value}"'
+                    )
         return document
 
     async def create_role(
@@ -683,7 +709,7 @@ class IamService:
         if boundary is not None:
             keys["iam:PermissionsBoundary"] = boundary
         await self._allow(caller, "iam:CreateRole", self._arn(caller, ROLE, path, name), keys)
-        self._trust(trust)
+        await self._trust(caller, trust)
         extra: Doc = {
             "trust": trust,
             "description": description,
@@ -718,7 +744,7 @@ class IamService:
         """UpdateRole / UpdateRoleDescription / UpdateAssumeRolePolicy."""
         await self._get(caller, ROLE, name, action)
         if trust is not None:
-            self._trust(trust)
+            await self._trust(caller, trust)
 
         async def fn(txn: Txn) -> Doc:
             doc = await self._must(txn, ROLE, name)

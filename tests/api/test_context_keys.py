@@ -137,3 +137,35 @@ async def test_username_variable_scopes_self_service(api: Api) -> None:
     await api.ok("ListAccessKeys", creds)
     (await api.call("GetUser", creds, UserName="bob")).expect(403, "AccessDenied")
     (await api.call("ListAccessKeys", creds, UserName="bob")).expect(403, "AccessDenied")
+
+
+def trust(principal: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
+        }
+    )
+
+
+async def test_trust_policy_principals_must_exist_in_the_account(api: Api) -> None:
+    acct = api.account_id
+    await api.ok("CreateUser", UserName="alice", Path="/staff/")
+    await api.ok("CreateRole", RoleName="ok", AssumeRolePolicyDocument=trust(
+        {"AWS": f"arn:aws:iam::{acct}:user/staff/alice"}))  # fmt: skip
+    for missing in (f"arn:aws:iam::{acct}:user/ghost", f"arn:aws:iam::{acct}:user/alice",
+                    f"arn:aws:iam::{acct}:role/nope"):  # fmt: skip
+        reply = await api.call("CreateRole", RoleName="bad", AssumeRolePolicyDocument=trust(
+            {"AWS": missing}))  # fmt: skip
+        reply.expect(
+            400, "MalformedPolicyDocument", f'Invalid principal in policy: "AWS":"{missing}"'
+        )
+    (await api.call("GetRole", RoleName="bad")).expect(404, "NoSuchEntity")
+    # Other accounts, the account root and services are not checked here.
+    for fine in ({"AWS": "arn:aws:iam::210987654321:user/anyone"}, {"AWS": acct},
+                 {"Service": "ec2.amazonaws.com"}):  # fmt: skip
+        await api.ok("UpdateAssumeRolePolicy", RoleName="ok", PolicyDocument=trust(fine))
+    bad = trust({"AWS": f"arn:aws:iam::{acct}:role/nope"})
+    (await api.call("UpdateAssumeRolePolicy", RoleName="ok", PolicyDocument=bad)).expect(
+        400, "MalformedPolicyDocument"
+    )
