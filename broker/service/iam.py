@@ -55,6 +55,7 @@ from broker.service.authz import Authorizer
 from broker.service.cache import Generations
 from broker.service.managed import BY_ARN as AWS_POLICIES
 from broker.service.managed import AwsManagedPolicy
+from broker.service.reads import RecordCache
 from broker.service.txn import Doc, Txn, read, read_many, scan, transact
 from broker.store.base import Store, VersionConflict
 
@@ -202,6 +203,7 @@ class IamService:
         self._authz = authz
         self._generations = generations
         self._rng = rng
+        self._reads = RecordCache(store, generations)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -250,7 +252,7 @@ class IamService:
         The entity's tags (``iam:ResourceTag/k``, ``aws:ResourceTag/k``) and permissions
         boundary (``iam:PermissionsBoundary``) join the request context, with ``extra``.
         """
-        doc = await read(self._store, caller.account_id, entity_key(kind, name))
+        doc = await self._reads.get(caller.account_id, entity_key(kind, name))
         if action is not None:
             arn = doc["arn"] if doc is not None else self._arn(caller, kind, "/", name)
             keys = resource_keys(doc) if doc is not None else {}
