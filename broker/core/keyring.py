@@ -5,7 +5,13 @@ sealed here first (spec E3): ``v1.<kid>.<urlsafe base64 of nonce + ciphertext>``
 names the master key without revealing it, so a store can tell which key sealed a record;
 the version, the kid and the caller's associated data are all bound into the GCM tag.
 
-Pure: randomness comes in as an argument (``rng(n)`` returns ``n`` random bytes).
+It also makes the asymmetric signing keys of the broker's own identity tokens (DESIGN
+section 5: ``GetWebIdentityToken`` JWTs, published through ``/.well-known/jwks.json``): an
+RSA-2048 key for ``RS256`` and a P-384 key for ``ES384``, each with a random ``kid``, kept as
+PKCS#8 PEM (sealed before it reaches a store) and published as RFC 7517 JWKs.
+
+Pure: randomness comes in as an argument (``rng(n)`` returns ``n`` random bytes); only the
+private numbers of a new signing key come from OpenSSL's own CSPRNG, which offers no hook.
 
 .. warning::
    ``aad`` must name what the sealed value belongs to (for example the record key), so a
@@ -19,9 +25,11 @@ import binascii
 import hashlib
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -135,3 +143,116 @@ class Keyring:
 
     def __repr__(self) -> str:
         return f"Keyring(kid={self.kid!r})"
+
+
+# -- signing keys for identity tokens -----------------------------------------------------
+
+SIGNING_ALGORITHMS = ("RS256", "ES384")
+"""JWS algorithms of the broker's identity tokens: what the STS model allows for
+``GetWebIdentityToken``'s ``SigningAlgorithm``."""
+
+RSA_KEY_BITS = 2048
+"""Modulus size of an ``RS256`` signing key."""
+
+_RSA_PUBLIC_EXPONENT = 65537
+_SIGNING_KID_BYTES = 8  # 16 hex characters
+_P384_COORDINATE_BYTES = 48
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+"""A loaded signing key, as pyjwt takes it for ``jwt.encode``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One identity-token signing key: ``kid``, JWS ``alg``, PKCS#8 PEM, creation time.
+
+    ``private_pem`` is unencrypted: seal it with :meth:`Keyring.seal` before storing it.
+    """
+
+    kid: str
+    alg: str
+    private_pem: bytes = field(repr=False)
+    created_at: int
+
+
+def generate_signing_key(alg: str, *, now: int, rng: Rng = secrets.token_bytes) -> SigningKey:
+    """Return a new signing key for ``alg`` (``RS256``: RSA-2048; ``ES384``: P-384).
+
+    ``kid`` is 16 hex characters from ``rng``; ``now`` (epoch seconds) becomes ``created_at``.
+    Raises :class:`ValueError` for an algorithm outside :data:`SIGNING_ALGORITHMS`.
+    """
+    private: PrivateKey
+    if alg == "RS256":
+        private = rsa.generate_private_key(
+            public_exponent=_RSA_PUBLIC_EXPONENT, key_size=RSA_KEY_BITS
+        )
+    elif alg == "ES384":
+        private = ec.generate_private_key(ec.SECP384R1())
+    else:
+        raise ValueError(f"signing algorithm must be one of {list(SIGNING_ALGORITHMS)}")
+    kid = rng(_SIGNING_KID_BYTES).hex()
+    pem = private.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.NoEncryption(),
+    )
+    return SigningKey(kid=kid, alg=alg, private_pem=pem, created_at=now)
+
+
+def load_private_key(key: SigningKey) -> PrivateKey:
+    """Load the private key of ``key``, checking that it fits ``key.alg``.
+
+    Raises :class:`ValueError` when the PEM is unreadable or holds the wrong kind of key
+    (not RSA of at least 2048 bits for ``RS256``, not P-384 for ``ES384``). Loading an RSA key
+    checks it, which takes a moment: callers keep the result rather than reload it per token.
+    """
+    try:
+        private = serialization.load_pem_private_key(key.private_pem, password=None)
+    except (ValueError, TypeError):
+        raise ValueError("signing key PEM is unreadable") from None
+    if key.alg == "RS256":
+        if isinstance(private, rsa.RSAPrivateKey) and private.key_size >= RSA_KEY_BITS:
+            return private
+    elif key.alg == "ES384":
+        if isinstance(private, ec.EllipticCurvePrivateKey) and isinstance(
+            private.curve, ec.SECP384R1
+        ):
+            return private
+    else:
+        raise ValueError(f"signing algorithm must be one of {list(SIGNING_ALGORITHMS)}")
+    raise ValueError(f"signing key does not hold a key for {key.alg}")
+
+
+def _b64_uint(value: int, length: int | None = None) -> str:
+    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
+    return _b64encode(value.to_bytes(size, "big"))
+
+
+def public_jwk(key: SigningKey) -> dict[str, str]:
+    """Return the public half of ``key`` as an RFC 7517 JWK (RFC 7518 section 6 members).
+
+    Always ``kty``, ``kid``, ``alg`` and ``use="sig"``; RSA adds ``n``/``e`` (minimal
+    big-endian), EC adds ``crv="P-384"`` and ``x``/``y`` (48 bytes each); all base64url
+    without padding. Raises :class:`ValueError` as :func:`load_private_key` does.
+    """
+    private = load_private_key(key)
+    if isinstance(private, rsa.RSAPrivateKey):
+        numbers = private.public_key().public_numbers()
+        return {
+            "kty": "RSA",
+            "kid": key.kid,
+            "alg": key.alg,
+            "use": "sig",
+            "n": _b64_uint(numbers.n),
+            "e": _b64_uint(numbers.e),
+        }
+    point = private.public_key().public_numbers()
+    return {
+        "kty": "EC",
+        "kid": key.kid,
+        "alg": key.alg,
+        "use": "sig",
+        "crv": "P-384",
+        "x": _b64_uint(point.x, _P384_COORDINATE_BYTES),
+        "y": _b64_uint(point.y, _P384_COORDINATE_BYTES),
+    }
