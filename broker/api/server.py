@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+import broker.api.simulate  # noqa: F401  (registers the simulator actions)
 from broker.api.iam import IAM_ACTIONS
 from broker.api.query import IAM_NS, STS_NS, Params, parse_form, render_error, render_response
 from broker.api.sts import STS_ACTIONS

@@ -6,12 +6,19 @@ Typical use::
     compiled = compile_policy(policy)                     # once, cached by the caller
     result = evaluate_statements([("arn:...:policy/p", compiled)], ctx)   # per request
 
+For many decisions over the same policies, bundle them once in a :class:`PolicySet` (indexed
+by action) and pass it instead of the list::
+
+    identity = PolicySet([("arn:...:policy/p", compiled), ...])   # once per principal
+    result = evaluate_request(ctx, identity=identity)              # per request
+
 See ``spec/iam-policy.md`` for the semantics implemented here.
 """
 
 from broker.core.policy.compile import (
     CompiledPolicy,
     CompiledStatement,
+    MatchedStatement,
     compile_policy,
     referenced_keys,
 )
@@ -20,13 +27,13 @@ from broker.core.policy.evaluate import (
     CallerKind,
     Decision,
     EvaluationResult,
-    MatchedStatement,
     RequestContext,
     evaluate_request,
     evaluate_statements,
     evaluate_trust,
     normalize_keys,
 )
+from broker.core.policy.index import ActionIndex, PolicySet
 from broker.core.policy.match import Glob
 from broker.core.policy.model import (
     Condition,
@@ -36,13 +43,16 @@ from broker.core.policy.model import (
     PolicyKind,
     Principal,
     PrincipalType,
+    SourceSpan,
     Statement,
 )
 from broker.core.policy.parse import parse_policy, policy_size, render_policy
+from broker.core.policy.positions import statement_spans
 from broker.core.policy.validate import MAX_WILDCARDS, check_document
 
 __all__ = [
     "MAX_WILDCARDS",
+    "ActionIndex",
     "CallerKind",
     "CompiledPolicy",
     "CompiledStatement",
@@ -55,9 +65,11 @@ __all__ = [
     "MatchedStatement",
     "Policy",
     "PolicyKind",
+    "PolicySet",
     "Principal",
     "PrincipalType",
     "RequestContext",
+    "SourceSpan",
     "Statement",
     "check_document",
     "compile_policy",
@@ -71,4 +83,5 @@ __all__ = [
     "policy_size",
     "referenced_keys",
     "render_policy",
+    "statement_spans",
 ]

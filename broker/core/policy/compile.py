@@ -3,8 +3,9 @@
 Everything that does not depend on the request is done here, once per document: action
 patterns are lower-cased and split into an exact-name set plus globs, resource entries become
 field-by-field ARN matchers, principals are classified by form, and condition values are
-converted to their operator's family. Callers cache the :class:`CompiledPolicy` (it is
-immutable and safe to share between requests and threads).
+converted to their operator's family. Each :class:`CompiledPolicy` also carries an
+:class:`~broker.core.policy.index.ActionIndex` of its statements. Callers cache the
+:class:`CompiledPolicy` (it is immutable and safe to share between requests and threads).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from broker.core.policy.conditions import (
     VARIABLE_FAMILIES,
@@ -20,7 +21,8 @@ from broker.core.policy.conditions import (
     compile_conditions,
     parse_operator,
 )
-from broker.core.policy.match import ActionMatcher, ArnPattern, split_arn
+from broker.core.policy.index import ActionIndex
+from broker.core.policy.match import ARN_FIELDS, ActionMatcher, ArnPattern, split_arn
 from broker.core.policy.model import ContextValue, Policy, Principal, PrincipalType, Statement
 from broker.core.policy.variables import parse_template
 
@@ -77,8 +79,35 @@ def compile_principal(principal: Principal) -> CompiledPrincipal:
     return CompiledPrincipal(PrincipalForm.OTHER, value)
 
 
+@dataclass(frozen=True, slots=True)
+class MatchedStatement:
+    """An applicable statement: the policy it came from, its Sid, effect and position.
+
+    ``index`` is the statement's place in its document (0-based). The ``start_*``/``end_*``
+    fields locate the statement object in the source text, 1-based like the simulator's
+    ``StartPosition``/``EndPosition``; they are 0 when the policy was not parsed from text.
+    """
+
+    policy_id: str
+    sid: str | None
+    effect: str
+    index: int = 0
+    start_line: int = 0
+    start_column: int = 0
+    end_line: int = 0
+    end_column: int = 0
+
+
+_MATCHED_CACHE_SIZE = 64
+"""Per statement, how many policy ids get a reusable :class:`MatchedStatement`."""
+
+
 class CompiledStatement:
-    """One statement with its matchers; see :meth:`matches` for what it checks."""
+    """One statement with its matchers.
+
+    :meth:`action_matches`, :meth:`resource_matches` and :meth:`conditions_hold` check the
+    parts that do not depend on principals; principal matching is the evaluator's job.
+    """
 
     __slots__ = (
         "index",
@@ -93,6 +122,9 @@ class CompiledStatement:
         "principals",
         "not_principals",
         "conditions",
+        "span",
+        "unconditional",
+        "_matched",
     )
 
     def __init__(self, index: int, statement: Statement, variables: bool) -> None:
@@ -100,6 +132,7 @@ class CompiledStatement:
         self.sid = statement.sid
         self.effect = statement.effect
         self.deny = statement.is_deny
+        self.span = statement.span
         self.actions = ActionMatcher(statement.actions) if statement.actions is not None else None
         self.not_actions = (
             ActionMatcher(statement.not_actions) if statement.not_actions is not None else None
@@ -114,6 +147,37 @@ class CompiledStatement:
         self.conditions: tuple[CompiledCondition, ...] = compile_conditions(
             statement.conditions or (), variables
         )
+        # Applies to every request its action element covers: the evaluator skips all checks.
+        self.unconditional = (
+            self.any_resource
+            and not self.conditions
+            and self.principals is None
+            and self.not_principals is None
+        )
+        self._matched: dict[str, MatchedStatement] = {}
+
+    def matched(self, policy_id: str) -> MatchedStatement:
+        """Return the :class:`MatchedStatement` naming this statement of ``policy_id``."""
+        found = self._matched.get(policy_id)
+        if found is not None:
+            return found
+        span = self.span
+        if span is None:
+            found = MatchedStatement(policy_id, self.sid, self.effect, self.index)
+        else:
+            found = MatchedStatement(
+                policy_id,
+                self.sid,
+                self.effect,
+                self.index,
+                span.start_line,
+                span.start_column,
+                span.end_line,
+                span.end_column,
+            )
+        if len(self._matched) < _MATCHED_CACHE_SIZE:
+            self._matched[policy_id] = found
+        return found
 
     def action_matches(self, action_lc: str) -> bool:
         """Return whether ``Action``/``NotAction`` covers the lower-cased action (§4.1)."""
@@ -135,6 +199,40 @@ class CompiledStatement:
         With ``unspecified`` (the simulator's default resource) the §4.2 simulator rules
         apply. A statement with neither element (trust policies) covers its own resource.
         """
+        neither = self.resources is None and self.not_resources is None
+        if unspecified or fields is None or neither:
+            return self._resource_special(fields, keys, unspecified)
+        return self.resource_matches_split(fields[: ARN_FIELDS - 1], fields[ARN_FIELDS - 1], keys)
+
+    def resource_matches_split(
+        self, head: tuple[str, ...], tail: str, keys: Mapping[str, ContextValue]
+    ) -> bool:
+        """Return :meth:`resource_matches` for an ARN request given as two parts.
+
+        ``head`` is its first five fields and ``tail`` its resource part: the evaluator splits
+        each request once, not once per statement.
+        """
+        resources = self.resources
+        if resources is not None:
+            if self.any_resource:
+                return True
+            for pattern in resources:
+                if pattern.matches_split(head, tail, keys):
+                    return True
+            return False
+        not_resources = self.not_resources
+        if not_resources is not None:
+            for pattern in not_resources:
+                if pattern.matches_split(head, tail, keys):
+                    return False
+        return True
+
+    def _resource_special(
+        self,
+        fields: tuple[str, ...] | None,
+        keys: Mapping[str, ContextValue],
+        unspecified: bool,
+    ) -> bool:
         if self.resources is not None:
             if self.any_resource:
                 return True
@@ -174,10 +272,23 @@ def _principals(entries: tuple[Principal, ...] | None) -> tuple[CompiledPrincipa
 
 @dataclass(frozen=True, slots=True)
 class CompiledPolicy:
-    """A compiled document: its statements in document order, and the source model."""
+    """A compiled document: its statements in document order, and the source model.
+
+    ``index`` files the statements by action (:meth:`candidates`); it is built with the
+    policy and takes no part in equality.
+    """
 
     statements: tuple[CompiledStatement, ...]
     source: Policy
+    index: ActionIndex[CompiledStatement] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = ActionIndex((statement, statement) for statement in self.statements)
+        object.__setattr__(self, "index", index)
+
+    def candidates(self, action: str) -> tuple[CompiledStatement, ...]:
+        """Return the statements whose ``Action``/``NotAction`` covers ``action``, in order."""
+        return self.index.candidates(action)
 
 
 def compile_policy(policy: Policy) -> CompiledPolicy:
@@ -219,6 +330,7 @@ __all__ = [
     "CompiledPolicy",
     "CompiledPrincipal",
     "CompiledStatement",
+    "MatchedStatement",
     "PrincipalForm",
     "compile_policy",
     "compile_principal",

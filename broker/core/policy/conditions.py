@@ -350,8 +350,9 @@ class _StringLike(_Matcher):
 
     def test(self, value: ContextScalar, keys: Mapping[str, ContextValue]) -> bool:
         text = scalar_text(value)
-        if any(g.match(text) for g in self._globs):
-            return True
+        for static in self._globs:
+            if static.match(text):
+                return True
         for template in self._templates:
             glob = template_glob(template, keys)
             if glob is not None and glob.match(text):
@@ -371,7 +372,10 @@ class _Numeric(_Matcher):
         if number is None:
             return False
         cmp = self._cmp
-        return any(cmp(number, p) for p in self._values)
+        for p in self._values:
+            if cmp(number, p):
+                return True
+        return False
 
 
 class _Date(_Matcher):
@@ -386,7 +390,10 @@ class _Date(_Matcher):
         if instant is None:
             return False
         cmp = self._cmp
-        return any(cmp(instant, p) for p in self._values)
+        for p in self._values:
+            if cmp(instant, p):
+                return True
+        return False
 
 
 class _Bool(_Matcher):
@@ -445,7 +452,10 @@ class _Ip(_Matcher):
         address = _address_of(value)
         if address is None:
             return False
-        return any(address in net for net in self._networks)
+        for net in self._networks:
+            if address in net:
+                return True
+        return False
 
 
 class _Arn(_Matcher):
@@ -460,7 +470,10 @@ class _Arn(_Matcher):
         fields = split_arn(value)
         if fields is None:
             return False
-        return any(p.matches(fields, keys) for p in self._patterns)
+        for pattern in self._patterns:
+            if pattern.matches(fields, keys):
+                return True
+        return False
 
 
 class CompiledCondition:

@@ -9,6 +9,11 @@ that audit records and the console can say why.
 :func:`evaluate_request` combines identity policies, the permissions boundary, session policies
 and a resource-based policy (a role's trust policy for ``sts:AssumeRole*``) following §8.2 and,
 when the resource account differs from the caller's, §8.4.
+
+Each policy set is searched through its action index (see :mod:`broker.core.policy.index`):
+only statements whose ``Action``/``NotAction`` covers the request are looked at. Passing a
+:class:`~broker.core.policy.index.PolicySet` instead of a plain sequence of pairs makes that one
+lookup for the whole set.
 """
 
 from __future__ import annotations
@@ -16,9 +21,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from broker.core.policy.compile import CompiledPolicy, CompiledPrincipal, PrincipalForm
-from broker.core.policy.match import split_arn
+from broker.core.policy.compile import (
+    CompiledPolicy,
+    CompiledPrincipal,
+    CompiledStatement,
+    MatchedStatement,
+    PrincipalForm,
+)
+from broker.core.policy.index import PolicySet
+from broker.core.policy.match import ARN_FIELDS, split_arn
 from broker.core.policy.model import ContextValue
 
 
@@ -85,16 +98,6 @@ def normalize_keys(keys: Mapping[str, ContextValue]) -> dict[str, ContextValue]:
 
 
 @dataclass(frozen=True, slots=True)
-class MatchedStatement:
-    """An applicable statement: the policy it came from, its Sid, effect and position."""
-
-    policy_id: str
-    sid: str | None
-    effect: str
-    index: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class EvaluationResult:
     """A decision, the statements that produced it, and for denials which layer.
 
@@ -125,22 +128,49 @@ class _Grant(enum.IntEnum):
 class _Request:
     """A request prepared once per decision."""
 
-    __slots__ = ("ctx", "action_lc", "fields", "keys", "kind", "issuer", "missing")
+    __slots__ = (
+        "ctx",
+        "action",
+        "fields",
+        "head",
+        "tail",
+        "split",
+        "unspecified",
+        "keys",
+        "kind",
+        "issuer",
+        "missing",
+    )
 
     def __init__(self, ctx: RequestContext) -> None:
         self.ctx = ctx
-        self.action_lc = ctx.action.lower()
-        self.fields = split_arn(ctx.resource)
-        self.keys = ctx.keys
-        self.kind = ctx.caller if ctx.caller is not None else infer_caller(ctx.principal_arn)
+        self.action = ctx.action
+        fields = split_arn(ctx.resource)
+        self.fields = fields
+        self.unspecified = ctx.resource_unspecified
+        # An ARN request on the real path is matched field by field from its split form.
+        self.split = fields is not None and not self.unspecified
+        if fields is not None:
+            self.head = fields[: ARN_FIELDS - 1]
+            self.tail = fields[ARN_FIELDS - 1]
+        else:
+            self.head = ()
+            self.tail = ""
+        keys = ctx.keys
+        self.keys = keys
+        kind = ctx.caller
+        if kind is None:
+            kind = infer_caller(ctx.principal_arn)
+        self.kind = kind
         issuer = ctx.issuer_arn
-        if issuer is None and self.kind is CallerKind.ROLE_SESSION:
-            value = ctx.keys.get("aws:principalarn")
+        if issuer is None and kind is CallerKind.ROLE_SESSION:
+            value = keys.get("aws:principalarn")
             issuer = value if isinstance(value, str) else None
         self.issuer = issuer
         self.missing: list[str] = []
 
 
+@lru_cache(maxsize=4096)
 def infer_caller(principal_arn: str) -> CallerKind:
     """Return the caller kind an ARN implies (anonymous for anything unrecognised)."""
     fields = split_arn(principal_arn)
@@ -225,47 +255,80 @@ def _exempt(entries: tuple[CompiledPrincipal, ...], req: _Request) -> bool:
     return False
 
 
-@dataclass(slots=True)
 class _Outcome:
-    denies: list[MatchedStatement]
-    allows: list[MatchedStatement]
-    grant: _Grant | None = None
+    """The applicable statements of one policy set, and the strongest principal grant."""
+
+    __slots__ = ("denies", "allows", "grant")
+
+    def __init__(
+        self, denies: list[MatchedStatement], allows: list[MatchedStatement], grant: _Grant | None
+    ) -> None:
+        self.denies = denies
+        self.allows = allows
+        self.grant = grant
+
+
+def _applies(st: CompiledStatement, req: _Request) -> _Grant | None:
+    """Return how ``st`` grants when it applies to ``req`` (its action already matched)."""
+    grant = _Grant.DIRECT
+    principals = st.principals
+    if principals is not None:
+        found = _principal_grant(principals, req)
+        if found is None:
+            return None
+        grant = found
+    if st.not_principals is not None and _exempt(st.not_principals, req):
+        return None
+    if not st.any_resource:
+        if req.split:
+            if not st.resource_matches_split(req.head, req.tail, req.keys):
+                return None
+        elif not st.resource_matches(req.fields, req.keys, req.unspecified):
+            return None
+    if st.conditions:
+        keys = req.keys
+        missing = req.missing
+        for condition in st.conditions:
+            if not condition.evaluate(keys, missing):
+                return None
+    return grant
 
 
 def _scan(policies: Sequence[tuple[str, CompiledPolicy]], req: _Request) -> _Outcome:
-    """Find the applicable statements of one policy set."""
-    out = _Outcome([], [])
-    action_lc = req.action_lc
-    fields = req.fields
-    keys = req.keys
-    unspecified = req.ctx.resource_unspecified
-    for policy_id, policy in policies:
-        for st in policy.statements:
-            if not st.action_matches(action_lc):
+    """Find the applicable statements of one policy set (only those covering the action)."""
+    denies: list[MatchedStatement] = []
+    allows: list[MatchedStatement] = []
+    best: _Grant | None = None
+    action = req.action
+    if isinstance(policies, PolicySet):
+        for st, matched in policies.candidates(action):
+            grant = _Grant.DIRECT if st.unconditional else _applies(st, req)
+            if grant is None:
                 continue
-            grant = _Grant.DIRECT
-            if st.principals is not None:
-                found = _principal_grant(st.principals, req)
-                if found is None:
-                    continue
-                grant = found
-            if st.not_principals is not None and _exempt(st.not_principals, req):
-                continue
-            if not st.resource_matches(fields, keys, unspecified):
-                continue
-            if st.conditions and not st.conditions_hold(keys, req.missing):
-                continue
-            matched = MatchedStatement(policy_id, st.sid, st.effect, st.index)
             if st.deny:
-                out.denies.append(matched)
+                denies.append(matched)
             else:
-                out.allows.append(matched)
-                if out.grant is None or grant > out.grant:
-                    out.grant = grant
-    return out
+                allows.append(matched)
+                if best is None or grant > best:
+                    best = grant
+        return _Outcome(denies, allows, best)
+    for policy_id, policy in policies:
+        for st in policy.index.candidates(action):
+            grant = _Grant.DIRECT if st.unconditional else _applies(st, req)
+            if grant is None:
+                continue
+            if st.deny:
+                denies.append(st.matched(policy_id))
+            else:
+                allows.append(st.matched(policy_id))
+                if best is None or grant > best:
+                    best = grant
+    return _Outcome(denies, allows, best)
 
 
 def _missing(req: _Request) -> tuple[str, ...]:
+    if not req.missing:
+        return ()
     seen: dict[str, str] = {}
     for key in req.missing:
         seen.setdefault(key.lower(), key)
@@ -277,7 +340,8 @@ def evaluate_statements(
 ) -> EvaluationResult:
     """Decide one policy set (e.g. all identity policies of a principal).
 
-    ``policies`` are ``(policy_id, compiled)`` pairs. An applicable ``Deny`` anywhere gives
+    ``policies`` are ``(policy_id, compiled)`` pairs, or a
+    :class:`~broker.core.policy.index.PolicySet` of them. An applicable ``Deny`` anywhere gives
     ``EXPLICIT_DENY`` (matched: every applicable deny), else an applicable ``Allow`` gives
     ``ALLOW`` (matched: every applicable allow), else ``IMPLICIT_DENY``.
     """
@@ -324,7 +388,8 @@ def evaluate_request(
     sequence counts as passed and allowing nothing), ``resource_policy`` the resource's policy
     (a role's trust policy for ``sts:AssumeRole*``), owned by ``resource_account`` (default:
     the caller's account). ``resource_policy_required`` makes an allow from the resource
-    policy mandatory (trust policies, §8.5).
+    policy mandatory (trust policies, §8.5). ``identity`` and ``session`` may be
+    :class:`~broker.core.policy.index.PolicySet` bundles (fastest for repeated decisions).
 
     The account root user is allowed everything in its own account unless a policy explicitly
     denies it (refusing role assumption by root is the STS service's rule).
@@ -336,26 +401,29 @@ def evaluate_request(
     res = _scan((resource_policy,), req) if resource_policy is not None else None
     missing = _missing(req)
 
-    layers: list[tuple[str, _Outcome | None]] = [
-        (LAYER_RESOURCE, res),
-        (LAYER_IDENTITY, ident),
-        (LAYER_BOUNDARY, bound),
-        (LAYER_SESSION, sess),
-    ]
-    denies = [m for _, out in layers if out is not None for m in out.denies]
-    if denies:
-        layer = next(name for name, out in layers if out is not None and out.denies)
+    if (
+        ident.denies
+        or (res is not None and res.denies)
+        or (bound is not None and bound.denies)
+        or (sess is not None and sess.denies)
+    ):
+        denies: list[MatchedStatement] = []
+        layer: str | None = None
+        for name, out in (
+            (LAYER_RESOURCE, res),
+            (LAYER_IDENTITY, ident),
+            (LAYER_BOUNDARY, bound),
+            (LAYER_SESSION, sess),
+        ):
+            if out is not None and out.denies:
+                denies.extend(out.denies)
+                if layer is None:
+                    layer = name
         return EvaluationResult(Decision.EXPLICIT_DENY, tuple(denies), layer, missing)
-
-    def allows(*outs: _Outcome | None) -> tuple[MatchedStatement, ...]:
-        return tuple(m for out in outs if out is not None for m in out.allows)
-
-    def implicit(layer: str) -> EvaluationResult:
-        return EvaluationResult(Decision.IMPLICIT_DENY, (), layer, missing)
 
     same_account = resource_account is None or resource_account == ctx.principal_account
     if req.kind is CallerKind.ROOT and same_account:
-        return EvaluationResult(Decision.ALLOW, allows(res), None, missing)
+        return EvaluationResult(Decision.ALLOW, _allows(res), None, missing)
 
     boundary_ok = bound is None or bool(bound.allows)
     if sess is not None:
@@ -366,24 +434,40 @@ def evaluate_request(
 
     if same_account:
         if grant is _Grant.DIRECT:
-            return EvaluationResult(Decision.ALLOW, allows(res), None, missing)
+            return EvaluationResult(Decision.ALLOW, _allows(res), None, missing)
         if grant is _Grant.INDIRECT:
             if not boundary_ok:
-                return implicit(LAYER_BOUNDARY)
+                return _implicit(LAYER_BOUNDARY, missing)
             if not session_ok:
-                return implicit(LAYER_SESSION)
-            return EvaluationResult(Decision.ALLOW, allows(res, bound, sess), None, missing)
+                return _implicit(LAYER_SESSION, missing)
+            return EvaluationResult(Decision.ALLOW, _allows(res, bound, sess), None, missing)
         if resource_policy_required and grant is None:
-            return implicit(LAYER_RESOURCE)
+            return _implicit(LAYER_RESOURCE, missing)
     if not ident.allows:
-        return implicit(LAYER_IDENTITY)
+        return _implicit(LAYER_IDENTITY, missing)
     if not boundary_ok:
-        return implicit(LAYER_BOUNDARY)
+        return _implicit(LAYER_BOUNDARY, missing)
     if not session_ok:
-        return implicit(LAYER_SESSION)
+        return _implicit(LAYER_SESSION, missing)
     if not same_account and grant is None:
-        return implicit(LAYER_RESOURCE)
-    return EvaluationResult(Decision.ALLOW, allows(res, ident, bound, sess), None, missing)
+        return _implicit(LAYER_RESOURCE, missing)
+    return EvaluationResult(Decision.ALLOW, _allows(res, ident, bound, sess), None, missing)
+
+
+def _implicit(layer: str, missing: tuple[str, ...]) -> EvaluationResult:
+    return EvaluationResult(Decision.IMPLICIT_DENY, (), layer, missing)
+
+
+def _allows(*outs: _Outcome | None) -> tuple[MatchedStatement, ...]:
+    """The allow statements of the given layers, in that order."""
+    if len(outs) == 1:
+        only = outs[0]
+        return () if only is None else tuple(only.allows)
+    found: list[MatchedStatement] = []
+    for out in outs:
+        if out is not None:
+            found.extend(out.allows)
+    return tuple(found)
 
 
 __all__ = [

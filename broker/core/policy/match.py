@@ -214,31 +214,64 @@ def count_wildcards(pattern: str) -> int:
 
 
 class ActionMatcher:
-    """Matches lower-cased action names against ``Action``/``NotAction`` patterns."""
+    """Matches lower-cased action names against ``Action``/``NotAction`` patterns.
 
-    __slots__ = ("_all", "_exact", "_globs")
+    Besides :meth:`matches`, it tells an action index which requests can possibly match
+    (:attr:`exact`, :attr:`services`, :attr:`open`), so most statements are never looked at
+    for an action they cannot cover.
+    """
+
+    __slots__ = ("_all", "_exact", "_globs", "_services", "_open")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         exact: set[str] = set()
+        services: set[str] = set()
         globs: list[Glob] = []
         everything = False
+        opened = False
         for pattern in patterns:
-            glob = Glob.compile(pattern.lower())
+            lowered = pattern.lower()
+            glob = Glob.compile(lowered)
             if glob.matches_everything:
                 everything = True
             elif glob.exact is not None:
                 exact.add(glob.exact)
             else:
                 globs.append(glob)
+                service, colon, _ = lowered.partition(":")
+                if colon and "*" not in service and "?" not in service:
+                    services.add(service)
+                else:
+                    opened = True
         self._all = everything
         self._exact = frozenset(exact)
         self._globs = tuple(globs)
+        self._services = frozenset(services)
+        self._open = everything or opened
 
     def matches(self, action_lc: str) -> bool:
         """Return whether any pattern matches ``action_lc`` (already lower-cased)."""
         if self._all or action_lc in self._exact:
             return True
-        return any(g.match(action_lc) for g in self._globs)
+        for glob in self._globs:
+            if glob.match(action_lc):
+                return True
+        return False
+
+    @property
+    def exact(self) -> frozenset[str]:
+        """The wildcard-free patterns, lower-cased."""
+        return self._exact
+
+    @property
+    def services(self) -> frozenset[str]:
+        """Service prefixes of the patterns like ``s3:Get*``: they only match ``<service>:...``."""
+        return self._services
+
+    @property
+    def open(self) -> bool:
+        """True when some pattern (``*``, ``s?:x``, ``*Get*``) may match any service's actions."""
+        return self._open
 
 
 # -- ARNs --------------------------------------------------------------------------------------
@@ -274,7 +307,15 @@ class ArnPattern:
     included.
     """
 
-    __slots__ = ("_any", "_never", "_heads", "_tail", "_tail_glob")
+    __slots__ = (
+        "_any",
+        "_never",
+        "_head_exact",
+        "_head_checks",
+        "_tail",
+        "_tail_glob",
+        "_tail_prefix",
+    )
 
     def __init__(self, template: Template) -> None:
         self._any = template.is_plain and _is_stars(template.text)
@@ -286,12 +327,27 @@ class ArnPattern:
                 self._never = True
             fields = fields + [Template.plain("*")] * (ARN_FIELDS - len(fields))
         # Variables are only substituted in the resource field; elsewhere ${...} is literal.
-        self._heads = tuple(Glob.compile(f.source) for f in fields[:-1])
+        heads = tuple(Glob.compile(f.source) for f in fields[:-1])
+        # The common case (no wildcard before the resource field) is one tuple comparison;
+        # otherwise only the fields that are not a bare ``*`` are checked.
+        exact = tuple(h.exact for h in heads)
+        self._head_exact: tuple[str, ...] | None = None
+        if all(e is not None for e in exact):
+            self._head_exact = tuple(e for e in exact if e is not None)
+        self._head_checks = tuple((i, h) for i, h in enumerate(heads) if not h.matches_everything)
         tail = fields[-1]
         self._tail = tail
         self._tail_glob: Glob | None = None
+        self._tail_prefix = ""
         if not tail.has_vars:
             self._tail_glob = Glob.from_parts(tail.static_parts())
+        else:
+            # The plain text before the first variable or wildcard must start the request's
+            # resource part: checking it first spares resolving variables for most misses.
+            first = tail.parts[0]
+            if isinstance(first, str):
+                cut = min((i for i in (first.find("*"), first.find("?")) if i >= 0), default=-1)
+                self._tail_prefix = first if cut < 0 else first[:cut]
 
     def matches(self, fields: tuple[str, ...] | None, keys: Mapping[str, ContextValue]) -> bool:
         """Return whether the pattern matches a request split by :func:`split_arn`.
@@ -303,16 +359,32 @@ class ArnPattern:
             return True
         if self._never or fields is None:
             return False
-        heads = self._heads
-        for i in range(ARN_FIELDS - 1):
-            if not heads[i].match(fields[i]):
+        return self.matches_split(fields[: ARN_FIELDS - 1], fields[ARN_FIELDS - 1], keys)
+
+    def matches_split(
+        self, head: tuple[str, ...], tail: str, keys: Mapping[str, ContextValue]
+    ) -> bool:
+        """Like :meth:`matches` for an ARN given as its first five fields and its resource."""
+        if self._any:
+            return True
+        if self._never:
+            return False
+        exact = self._head_exact
+        if exact is not None:
+            if head != exact:
                 return False
+        else:
+            for i, check in self._head_checks:
+                if not check.match(head[i]):
+                    return False
         glob = self._tail_glob
         if glob is None:
+            if not tail.startswith(self._tail_prefix):
+                return False
             glob = template_glob(self._tail, keys)
             if glob is None:
                 return False
-        return glob.match(fields[ARN_FIELDS - 1])
+        return glob.match(tail)
 
     @property
     def is_everything(self) -> bool:

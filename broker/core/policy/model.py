@@ -12,7 +12,7 @@ engine can name them without import cycles.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from ipaddress import IPv4Address, IPv6Address
@@ -74,6 +74,20 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceSpan:
+    """Where a statement object sits in its document text (1-based, in characters).
+
+    ``start`` is the ``{`` that opens the statement; ``end`` is the position just after its
+    closing ``}``. Lines end at LF, CR LF or a lone CR; columns count code points.
+    """
+
+    start_line: int
+    start_column: int
+    end_line: int
+    end_column: int
+
+
+@dataclass(frozen=True, slots=True)
 class Statement:
     """One statement; exactly one of each ``X``/``NotX`` pair is set when the kind needs it."""
 
@@ -86,6 +100,8 @@ class Statement:
     principals: tuple[Principal, ...] | None = None
     not_principals: tuple[Principal, ...] | None = None
     conditions: tuple[Condition, ...] | None = None
+    span: SourceSpan | None = field(default=None, compare=False)
+    """Position in the source text (``None`` when built without one); not part of equality."""
 
     @property
     def is_deny(self) -> bool:
@@ -125,5 +141,6 @@ __all__ = [
     "PolicyKind",
     "Principal",
     "PrincipalType",
+    "SourceSpan",
     "Statement",
 ]

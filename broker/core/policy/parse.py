@@ -19,8 +19,10 @@ from broker.core.policy.model import (
     PolicyKind,
     Principal,
     PrincipalType,
+    SourceSpan,
     Statement,
 )
+from broker.core.policy.positions import statement_spans
 from broker.core.policy.validate import (
     JsonNumber,
     check_document,
@@ -78,12 +80,15 @@ def parse_policy(
     ``managed`` applies the managed-policy rule (CreatePolicy, CreatePolicyVersion, and
     permissions boundaries): ``Version`` must be ``2012-10-17``. Size quotas are the caller's
     check (:func:`policy_size`). Raises :class:`MalformedPolicyError` with every finding.
+
+    Each statement carries its :class:`SourceSpan` in ``text`` (for the simulator's
+    ``StartPosition``/``EndPosition``).
     """
     doc = decode_json(text)
     findings = check_document(doc, kind, managed=managed)
     if findings or not isinstance(doc, dict):
         raise MalformedPolicyError(findings[0].detail if findings else None, findings)
-    return _build_policy(doc)
+    return _build_policy(doc, statement_spans(text))
 
 
 def policy_size(text: str) -> int:
@@ -94,12 +99,17 @@ def policy_size(text: str) -> int:
 # -- building the model from a validated document ---------------------------------------------
 
 
-def _build_policy(doc: dict[str, object]) -> Policy:
+def _build_policy(doc: dict[str, object], spans: tuple[SourceSpan, ...] = ()) -> Policy:
     version = doc.get("Version")
     pid = doc.get("Id")
     raw = doc["Statement"]
-    items = raw if isinstance(raw, list) else [raw]
-    statements = tuple(_build_statement(item) for item in items if isinstance(item, dict))
+    items = [item for item in (raw if isinstance(raw, list) else [raw]) if isinstance(item, dict)]
+    where: tuple[SourceSpan | None, ...] = spans
+    if len(where) != len(items):
+        where = (None,) * len(items)
+    statements = tuple(
+        _build_statement(item, span) for item, span in zip(items, where, strict=True)
+    )
     return Policy(
         version if isinstance(version, str) else None,
         pid if isinstance(pid, str) else None,
@@ -151,7 +161,7 @@ def _conditions(value: object) -> tuple[Condition, ...] | None:
     return tuple(out)
 
 
-def _build_statement(st: dict[str, object]) -> Statement:
+def _build_statement(st: dict[str, object], span: SourceSpan | None = None) -> Statement:
     sid = st.get("Sid")
     effect = st.get("Effect")
     return Statement(
@@ -164,6 +174,7 @@ def _build_statement(st: dict[str, object]) -> Statement:
         principals=_principals(st.get("Principal")),
         not_principals=_principals(st.get("NotPrincipal")),
         conditions=_conditions(st.get("Condition")),
+        span=span,
     )
 
 

@@ -1,0 +1,1 @@
+"""Tests: the table-driven policy suite, run on the engine and through SimulateCustomPolicy."""
