@@ -23,6 +23,7 @@ from broker.core.keyring import Keyring, SealError
 from broker.core.model import Principal, PrincipalKind
 from broker.core.policy import (
     CompiledPolicy,
+    PolicySet,
     ContextValue,
     Decision,
     PolicyKind,
@@ -154,10 +155,10 @@ class Authenticator:
 
 
 @dataclass(frozen=True, slots=True)
-class PolicySet:
+class PrincipalPolicies:
     """A principal's compiled identity policies and permissions boundary."""
 
-    identity: tuple[tuple[str, CompiledPolicy], ...]
+    identity: PolicySet
     boundary: tuple[str, CompiledPolicy] | None
     generation: int
     tags: tuple[tuple[str, str], ...] = ()
@@ -169,7 +170,7 @@ class Authorizer:
     def __init__(self, store: Store, generations: Generations) -> None:
         self._store = store
         self._generations = generations
-        self._sets: dict[tuple[str, str], PolicySet] = {}
+        self._sets: dict[tuple[str, str], PrincipalPolicies] = {}
         self._compiled: OrderedDict[str, CompiledPolicy] = OrderedDict()
 
     def compiled(self, document: str) -> CompiledPolicy:
@@ -191,7 +192,7 @@ class Authorizer:
         except MalformedPolicyError:  # pragma: no cover - documents are validated on write
             pass
 
-    async def policies_for(self, principal: Principal) -> PolicySet:
+    async def policies_for(self, principal: Principal) -> PrincipalPolicies:
         """Return the principal's compiled policies (cached per account generation)."""
         account = principal.account_id
         gen = await self._generations.watch(account)
@@ -214,11 +215,11 @@ class Authorizer:
             return None
         return str(doc["versions"][doc["default"]]["doc"])
 
-    async def _load(self, principal: Principal, gen: int) -> PolicySet:
+    async def _load(self, principal: Principal, gen: int) -> PrincipalPolicies:
         account = principal.account_id
         user = await read(self._store, account, f"user/{principal.name.lower()}")
         if user is None:
-            return PolicySet((), None, gen)
+            return PrincipalPolicies(PolicySet(), None, gen)
         tags = tuple((str(k), str(v)) for k, v in user.get("tags", []))
         out: list[tuple[str, CompiledPolicy]] = []
         holders: list[Doc] = [user]
@@ -245,14 +246,14 @@ class Authorizer:
             text = await self._policy_document(account, user["boundary"])
             # A boundary whose policy vanished allows nothing (fail closed).
             boundary = (user["boundary"], self.compiled(text if text is not None else _DENY_ALL))
-        return PolicySet(tuple(out), boundary, gen, tags)
+        return PrincipalPolicies(PolicySet(out), boundary, gen, tags)
 
     def context(
         self,
         principal: Principal,
         action: str,
         resource: str,
-        policies: PolicySet | None = None,
+        policies: PrincipalPolicies | None = None,
         extra: Mapping[str, ContextValue] | None = None,
     ) -> RequestContext:
         """Build the request context for one decision (spec/iam-policy.md section 9).
