@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from broker.clock import Clock
 from broker.core import ids
@@ -23,16 +23,17 @@ from broker.core.keyring import Keyring, SealError
 from broker.core.model import Principal, PrincipalKind
 from broker.core.policy import (
     CompiledPolicy,
-    PolicySet,
     ContextValue,
     Decision,
+    EvaluationResult,
     PolicyKind,
+    PolicySet,
     RequestContext,
     compile_policy,
     evaluate_request,
     parse_policy,
 )
-from broker.core.policy.evaluate import LAYER_BOUNDARY
+from broker.core.policy.evaluate import LAYER_BOUNDARY, LAYER_RESOURCE, LAYER_SESSION
 from broker.errors import AccessDeniedError, MalformedPolicyError
 from broker.service.cache import Generations
 from broker.service.managed import BY_ARN as AWS_POLICIES
@@ -172,6 +173,7 @@ class Authorizer:
         self._generations = generations
         self._sets: dict[tuple[str, str], PrincipalPolicies] = {}
         self._compiled: OrderedDict[str, CompiledPolicy] = OrderedDict()
+        self._managed: dict[tuple[str, str], tuple[int, str | None]] = {}
 
     def compiled(self, document: str) -> CompiledPolicy:
         """Return the compiled form of ``document`` (cached by content)."""
@@ -192,19 +194,69 @@ class Authorizer:
         except MalformedPolicyError:  # pragma: no cover - documents are validated on write
             pass
 
+    def compiled_session(self, document: str) -> CompiledPolicy:
+        """Return the compiled form of a session policy (cached by content)."""
+        key = "session:" + hashlib.sha256(document.encode("utf-8")).hexdigest()
+        hit = self._compiled.get(key)
+        if hit is not None:
+            self._compiled.move_to_end(key)
+            return hit
+        compiled = compile_policy(parse_policy(document, PolicyKind.SESSION))
+        self._compiled[key] = compiled
+        if len(self._compiled) > _POLICY_CACHE_SIZE:
+            self._compiled.popitem(last=False)
+        return compiled
+
     async def policies_for(self, principal: Principal) -> PrincipalPolicies:
-        """Return the principal's compiled policies (cached per account generation)."""
+        """Return the identity policies and boundary behind ``principal`` (cached).
+
+        Users (and their GetSessionToken / GetFederationToken sessions) get the user's policies;
+        role sessions get the role's. Cached per account generation.
+        """
         account = principal.account_id
         gen = await self._generations.watch(account)
-        key = (account, principal.name.lower())
+        kind, name = _subject(principal)
+        key = (account, f"{kind}/{name.lower()}")
         hit = self._sets.get(key)
         if hit is not None and hit.generation == gen:
             return hit
-        found = await self._load(principal, gen)
+        found = await (self._load_role if kind == "role" else self._load_user)(account, name, gen)
         if len(self._sets) > 100_000:
             self._sets.clear()
         self._sets[key] = found
         return found
+
+    async def session_policies(
+        self, principal: Principal
+    ) -> tuple[tuple[str, CompiledPolicy], ...] | None:
+        """Return the session policies of temporary credentials (``None``: not a scoped session).
+
+        A federated user's session without any session policy allows nothing, as on AWS.
+        """
+        claims = principal.session
+        if claims is None or claims.kind == "session":
+            return None
+        if not claims.session_policy and not claims.session_policy_arns:
+            return () if claims.kind == "federated-user" else None
+        out: list[tuple[str, CompiledPolicy]] = []
+        if claims.session_policy:
+            out.append(("session-policy", self.compiled_session(claims.session_policy)))
+        gen = await self._generations.watch(principal.account_id)
+        for arn in claims.session_policy_arns:
+            text = await self._managed_document(principal.account_id, arn, gen)
+            # A managed session policy that no longer exists allows nothing.
+            out.append((arn, self.compiled_session(text if text is not None else _DENY_ALL)))
+        return tuple(out)
+
+    async def _managed_document(self, account: str, arn: str, gen: int) -> str | None:
+        hit = self._managed.get((account, arn))
+        if hit is not None and hit[0] == gen:
+            return hit[1]
+        text = await self._policy_document(account, arn)
+        if len(self._managed) > 100_000:
+            self._managed.clear()
+        self._managed[(account, arn)] = (gen, text)
+        return text
 
     async def _policy_document(self, account: str, arn: str) -> str | None:
         aws = AWS_POLICIES.get(arn)
@@ -215,16 +267,10 @@ class Authorizer:
             return None
         return str(doc["versions"][doc["default"]]["doc"])
 
-    async def _load(self, principal: Principal, gen: int) -> PrincipalPolicies:
-        account = principal.account_id
-        user = await read(self._store, account, f"user/{principal.name.lower()}")
-        if user is None:
-            return PrincipalPolicies(PolicySet(), None, gen)
-        tags = tuple((str(k), str(v)) for k, v in user.get("tags", []))
+    async def _holder_policies(
+        self, account: str, holders: list[Doc]
+    ) -> list[tuple[str, CompiledPolicy]]:
         out: list[tuple[str, CompiledPolicy]] = []
-        holders: list[Doc] = [user]
-        groups = await read_many(self._store, account, [f"group/{g}" for g in user["groups"]])
-        holders += [g for g in groups if g is not None]
         arns: list[str] = []
         for holder in holders:
             for name, document in holder["inline"].items():
@@ -241,12 +287,34 @@ class Authorizer:
         for arn, doc in zip(own, docs, strict=True):
             if doc is not None and doc["arn"] == arn:
                 self._add(out, arn, doc["versions"][doc["default"]]["doc"])
-        boundary: tuple[str, CompiledPolicy] | None = None
-        if user.get("boundary"):
-            text = await self._policy_document(account, user["boundary"])
-            # A boundary whose policy vanished allows nothing (fail closed).
-            boundary = (user["boundary"], self.compiled(text if text is not None else _DENY_ALL))
-        return PrincipalPolicies(PolicySet(out), boundary, gen, tags)
+        return out
+
+    async def _boundary(self, account: str, holder: Doc) -> tuple[str, CompiledPolicy] | None:
+        if not holder.get("boundary"):
+            return None
+        text = await self._policy_document(account, holder["boundary"])
+        # A boundary whose policy vanished allows nothing (fail closed).
+        return (holder["boundary"], self.compiled(text if text is not None else _DENY_ALL))
+
+    async def _load_user(self, account: str, name: str, gen: int) -> PrincipalPolicies:
+        user = await read(self._store, account, f"user/{name.lower()}")
+        if user is None:
+            return PrincipalPolicies(PolicySet(), None, gen)
+        tags = tuple((str(k), str(v)) for k, v in user.get("tags", []))
+        holders: list[Doc] = [user]
+        groups = await read_many(self._store, account, [f"group/{g}" for g in user["groups"]])
+        holders += [g for g in groups if g is not None]
+        out = await self._holder_policies(account, holders)
+        return PrincipalPolicies(PolicySet(out), await self._boundary(account, user), gen, tags)
+
+    async def _load_role(self, account: str, name: str, gen: int) -> PrincipalPolicies:
+        role = await read(self._store, account, f"role/{name.lower()}")
+        if role is None:
+            # The role was deleted: its sessions can do nothing.
+            return PrincipalPolicies(PolicySet(), None, gen)
+        tags = tuple((str(k), str(v)) for k, v in role.get("tags", []))
+        out = await self._holder_policies(account, [role])
+        return PrincipalPolicies(PolicySet(out), await self._boundary(account, role), gen, tags)
 
     def context(
         self,
@@ -264,13 +332,18 @@ class Authorizer:
         ``aws:TokenIssueTime``) are absent for long-term access keys, as on AWS.
         """
         facts = REQUEST_FACTS.get()
+        claims = principal.session
         keys: dict[str, ContextValue] = {
-            "aws:principalarn": principal.arn,
             "aws:principalaccount": principal.account_id,
-            "aws:principaltype": "Account" if principal.is_root else "User",
+            "aws:principaltype": _PRINCIPAL_TYPE[principal.kind],
             "aws:userid": principal.user_id,
-            "aws:username": principal.name,
         }
+        if principal.kind is PrincipalKind.ASSUMED_ROLE and claims is not None:
+            keys["aws:principalarn"] = claims.issuer_arn  # the role's ARN, as on AWS
+        else:
+            keys["aws:principalarn"] = principal.arn
+        if principal.kind is PrincipalKind.USER:
+            keys["aws:username"] = principal.name
         if facts is not None:
             keys["aws:sourceip"] = facts.source_ip
             keys["aws:securetransport"] = "true" if facts.secure_transport else "false"
@@ -283,6 +356,17 @@ class Authorizer:
         if policies is not None:
             for tag, tag_value in policies.tags:
                 keys[f"aws:principaltag/{tag.lower()}"] = tag_value
+        if claims is not None:
+            # Temporary credentials: the keys AWS sets only for them.
+            keys["aws:tokenissuetime"] = _iso(claims.issued_at)
+            keys["aws:multifactorauthpresent"] = "true" if claims.mfa_authenticated else "false"
+            if claims.mfa_authenticated and claims.mfa_auth_time is not None and facts is not None:
+                age = int(facts.current_time.timestamp()) - claims.mfa_auth_time
+                keys["aws:multifactorauthage"] = str(max(age, 0))
+            if claims.source_identity:
+                keys["aws:sourceidentity"] = claims.source_identity
+            for tag, tag_value in claims.tags:  # session tags win over the role's tags
+                keys[f"aws:principaltag/{tag.lower()}"] = tag_value
         if extra:
             for key, value in extra.items():
                 keys[key.lower()] = value
@@ -292,7 +376,33 @@ class Authorizer:
             principal_arn=principal.arn,
             principal_account=principal.account_id,
             keys=keys,
+            issuer_arn=claims.issuer_arn if claims is not None else None,
             has_boundary=policies is not None and policies.boundary is not None,
+        )
+
+    async def evaluate(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        extra: Mapping[str, ContextValue] | None = None,
+        *,
+        resource_policy: tuple[str, CompiledPolicy] | None = None,
+        resource_account: str | None = None,
+        resource_policy_required: bool = False,
+    ) -> EvaluationResult:
+        """Decide ``action`` on ``resource`` for ``principal`` over every policy that applies."""
+        policies = await self.policies_for(principal)
+        session = await self.session_policies(principal)
+        ctx = self.context(principal, action, resource, policies, extra)
+        return evaluate_request(
+            ctx,
+            identity=policies.identity,
+            boundary=policies.boundary,
+            session=session,
+            resource_policy=resource_policy,
+            resource_account=resource_account,
+            resource_policy_required=resource_policy_required,
         )
 
     async def authorize(
@@ -308,22 +418,54 @@ class Authorizer:
         """
         if principal.is_root:
             return
-        policies = await self.policies_for(principal)
-        ctx = self.context(principal, action, resource, policies, extra)
-        result = evaluate_request(ctx, identity=policies.identity, boundary=policies.boundary)
-        if result.decision is Decision.ALLOW:
-            return
-        kind = "permissions boundary" if result.layer == LAYER_BOUNDARY else "identity-based policy"
-        article = "a" if result.layer == LAYER_BOUNDARY else "an"
-        how = (
-            f"with an explicit deny in {article} {kind}"
-            if result.decision is Decision.EXPLICIT_DENY
-            else f"because no {kind} allows the {action} action"
-        )
-        raise AccessDeniedError(
-            f"User: {principal.arn} is not authorized to perform: {action} "
-            f"on resource: {resource} {how}"
-        )
+        result = await self.evaluate(principal, action, resource, extra)
+        if result.decision is not Decision.ALLOW:
+            raise denied(principal, action, resource, result)
+
+
+def denied(
+    principal: Principal, action: str, resource: str, result: EvaluationResult
+) -> AccessDeniedError:
+    """Return the AccessDenied error for a non-allow decision, saying which kind of policy."""
+    kind = {
+        LAYER_BOUNDARY: "permissions boundary",
+        LAYER_SESSION: "session policy",
+        LAYER_RESOURCE: "resource-based policy",
+    }.get(result.layer or "", "identity-based policy")
+    article = "an" if kind[0] in "aeiou" else "a"
+    how = (
+        f"with an explicit deny in {article} {kind}"
+        if result.decision is Decision.EXPLICIT_DENY
+        else f"because no {kind} allows the {action} action"
+    )
+    return AccessDeniedError(
+        f"User: {principal.arn} is not authorized to perform: {action} "
+        f"on resource: {resource} {how}"
+    )
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _subject(principal: Principal) -> tuple[str, str]:
+    """Whose stored policies apply: ``("user", name)``, ``("role", name)`` or ``("root", "")``."""
+    claims = principal.session
+    if principal.kind is PrincipalKind.ASSUMED_ROLE and claims is not None:
+        return "role", claims.issuer_name
+    if principal.kind is PrincipalKind.FEDERATED_USER and claims is not None:
+        return "user", claims.issuer_name
+    if principal.is_root:
+        return "root", ""
+    return "user", principal.name
+
+
+_PRINCIPAL_TYPE = {
+    PrincipalKind.ROOT: "Account",
+    PrincipalKind.USER: "User",
+    PrincipalKind.ASSUMED_ROLE: "AssumedRole",
+    PrincipalKind.FEDERATED_USER: "FederatedUser",
+}
 
 
 def constant_time_equal(a: str, b: str) -> bool:
