@@ -25,10 +25,16 @@ from broker.api.server import ApiDeps, make_api_app
 from broker.clock import Clock, SystemClock
 from broker.config import BrokerConfig
 from broker.core.keyring import Keyring, generate_master_key, parse_master_key
+from broker.errors import BrokerError
 from broker.service.accounts import AccountService, BootstrapResult
 from broker.service.authz import Authenticator, Authorizer
 from broker.service.cache import Generations
 from broker.service.iam import IamService
+from broker.service.identity_tokens import IdentityTokenService
+from broker.service.keys import KeyringMismatchError, KeyService
+from broker.service.mfa import MfaService
+from broker.service.sessions import SessionService
+from broker.service.sts import StsService
 from broker.service.tracking import KeyUsageTracker
 from broker.store.base import Store, StoreError
 
@@ -119,6 +125,11 @@ class Runtime:
     iam: IamService
     accounts: AccountService
     tracker: KeyUsageTracker
+    keys: KeyService
+    identity_tokens: IdentityTokenService
+    sts: StsService
+    sessions: SessionService
+    mfa: MfaService
 
     async def close(self) -> None:
         """Flush write-behind state and close the store."""
@@ -134,9 +145,11 @@ async def build_runtime(
     clock = clock or SystemClock()
     keyring = Keyring(load_master_key(cfg))
     store = store if store is not None else await open_store(cfg)
-    generations = Generations(store)
-    authorizer = Authorizer(store, generations)
+    generations = Generations(store, clock.monotonic)
+    authorizer = Authorizer(store, generations, keyring)
     iam = IamService(store, keyring, clock, authorizer, generations)
+    keys = KeyService(store, keyring, generations, clock)
+    mfa = MfaService(store, keyring, clock, authorizer, generations)
     return Runtime(
         cfg=cfg,
         store=store,
@@ -148,6 +161,17 @@ async def build_runtime(
         iam=iam,
         accounts=AccountService(store, iam, clock),
         tracker=KeyUsageTracker(store),
+        keys=keys,
+        identity_tokens=IdentityTokenService(store, keys, authorizer, generations, clock),
+        sts=StsService(store, keys, authorizer, clock, cfg.limits, mfa=mfa.verify),
+        mfa=mfa,
+        sessions=SessionService(
+            store,
+            generations,
+            clock,
+            cfg.revocation.max_staleness_seconds,
+            cfg.revocation.fail_closed,
+        ),
     )
 
 
@@ -158,6 +182,10 @@ async def bootstrap(rt: Runtime) -> BootstrapResult:
     result = await rt.accounts.bootstrap(
         cfg.bootstrap.account_id or None, cfg.root_access_key_id or None, given_secret
     )
+    try:
+        await rt.keys.ensure()
+    except KeyringMismatchError as exc:
+        raise StartupError(exc.message) from None
     if result.created is None:
         return result
     if cfg.root_access_key_id:
@@ -199,6 +227,10 @@ def make_app(rt: Runtime) -> web.Application:
         clock=rt.clock,
         max_body_bytes=cfg.security.max_body_bytes,
         clock_skew_seconds=cfg.security.clock_skew_seconds,
+        sts=rt.sts,
+        token_keys=rt.keys,
+        identity_tokens=rt.identity_tokens,
+        sessions=rt.sessions,
     )
     app = make_api_app(deps)
 
@@ -211,6 +243,8 @@ def make_app(rt: Runtime) -> web.Application:
             tasks.append(asyncio.create_task(follow(rt.generations.advance, rt.generations.poll)))
             poll = max(poll, PUBSUB_POLL_SECONDS)
         tasks.append(asyncio.create_task(_every(poll, rt.generations.poll)))
+        with contextlib.suppress(BrokerError, StoreError):
+            await rt.keys.current()  # load the keyring and follow its generation from the start
         yield
         for task in tasks:
             task.cancel()

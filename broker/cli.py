@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.config import BrokerConfig, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from broker.service.keys import KeyInfo
 
 
 def _store_flags(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
     listing = account_sub.add_parser("list", help="list account ids")
     _store_flags(listing)
 
+    sessions = sub.add_parser("sessions", help="issued temporary-credential sessions")
+    sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
+    s_list = sessions_sub.add_parser("list", help="list live sessions")
+    _store_flags(s_list)
+    s_list.add_argument("--account", help="account id (default: every account)")
+    s_list.add_argument("--role", help="only sessions of this role ARN")
+    s_revoke = sessions_sub.add_parser("revoke", help="revoke a session or a role's sessions")
+    _store_flags(s_revoke)
+    target = s_revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--session", help="session id to revoke")
+    target.add_argument("--role", help="role ARN whose sessions to revoke")
+    s_revoke.add_argument(
+        "--issued-before", help="with --role: revoke sessions issued before this ISO 8601 time"
+    )
+
     keys = sub.add_parser("keys", help="key material")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     keys_sub.add_parser("generate-master", help="print a fresh master key (base64)")
+    rotate = keys_sub.add_parser("rotate", help="make new active token and signing keys")
+    _store_flags(rotate)
+    key_list = keys_sub.add_parser("list", help="list the keyring (never key material)")
+    _store_flags(key_list)
+    retire = keys_sub.add_parser("retire", help="stop a token or signing key verifying now")
+    _store_flags(retire)
+    retire.add_argument("kid", help="id of the key to retire (see `broker keys list`)")
     return parser
 
 
@@ -91,12 +117,74 @@ async def _account_create(cfg: BrokerConfig, account_id: str | None) -> dict[str
         await rt.close()
 
 
+async def _sessions(cfg: BrokerConfig, args: argparse.Namespace) -> object:
+    from broker.app import build_runtime
+    from broker.core.arn import parse_arn
+    from broker.service.sessions import parse_time
+
+    rt = await build_runtime(cfg)
+    try:
+        accounts = await rt.accounts.list_accounts()
+        if args.sessions_command == "list":
+            wanted = [args.account] if args.account else accounts
+            out = []
+            for account in wanted:
+                out += await rt.sessions.list_sessions(account, args.role)
+            return out
+        if args.session:
+            account, _ = await rt.sessions.find_session(accounts, args.session)
+            doc = await rt.sessions.revoke_session(account, args.session)
+            return {"Revoked": doc["sid"], "AccessKeyId": doc["akid"], "Arn": doc["arn"]}
+        if parse_arn(args.role) is None:
+            raise ConfigError([f"--role must be a role ARN, not {args.role!r}"])
+        before = parse_time(args.issued_before) if args.issued_before else None
+        cutoff = await rt.sessions.revoke_role_sessions(args.role, before)
+        return {"RoleArn": args.role, "IssuedBefore": cutoff}
+    finally:
+        await rt.close()
+
+
 async def _account_list(cfg: BrokerConfig) -> list[str]:
     from broker.app import build_runtime
 
     rt = await build_runtime(cfg)
     try:
         return await rt.accounts.list_accounts()
+    finally:
+        await rt.close()
+
+
+def _key_json(info: KeyInfo) -> dict[str, object]:
+    """One key as ``broker keys`` prints it: metadata only, never material."""
+    from broker.clock import iso8601
+
+    def when(epoch: int | None) -> str | None:
+        return None if epoch is None else iso8601(dt.datetime.fromtimestamp(epoch, dt.UTC))
+
+    return {
+        "kid": info.kid,
+        "kind": info.kind,
+        "alg": info.alg,
+        "created": when(info.created_at),
+        "rotated_out_at": when(info.rotated_out_at),
+        "retired": info.retired,
+        "active": info.active,
+        "verifies": info.verifies,
+    }
+
+
+async def _keys(cfg: BrokerConfig, command: str, kid: str | None) -> object:
+    """``broker keys rotate | list | retire KID``."""
+    from broker.app import build_runtime
+
+    rt = await build_runtime(cfg)
+    try:
+        if command == "rotate":
+            return [_key_json(i) for i in await rt.keys.rotate()]
+        if command == "retire":
+            assert kid is not None
+            return _key_json(await rt.keys.retire(kid))
+        return [_key_json(i) for i in await rt.keys.list_keys()]
     finally:
         await rt.close()
 
@@ -108,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     try:
-        if args.command == "keys":
+        if args.command == "keys" and args.keys_command == "generate-master":
             from broker.core.keyring import generate_master_key
 
             sys.stdout.write(generate_master_key() + "\n")
@@ -128,6 +216,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print(asyncio.run(_account_create(cfg, args.account_id)))
             except BrokerError as exc:
                 sys.stderr.write(f"broker: {exc.code}: {exc.message}\n")
+                return 1
+            return 0
+        if args.command == "sessions":
+            from broker.errors import BrokerError
+
+            try:
+                _print(asyncio.run(_sessions(cfg, args)))
+            except BrokerError as exc:
+                sys.stderr.write(f"broker: {exc.code}: {exc.message}\n")
+                return 1
+            return 0
+        if args.command == "keys":
+            from broker.errors import BrokerError
+            from broker.store.base import StoreError
+
+            try:
+                _print(asyncio.run(_keys(cfg, args.keys_command, getattr(args, "kid", None))))
+            except BrokerError as exc:
+                sys.stderr.write(f"broker: {exc.code}: {exc.message}\n")
+                return 1
+            except StoreError as exc:
+                sys.stderr.write(f"broker: the {cfg.store.backend} store failed: {exc}\n")
                 return 1
             return 0
         if args.command == "account" and args.account_command == "list":

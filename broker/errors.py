@@ -18,6 +18,7 @@ from ``broker``.
     │   └── RequestTooLargeError (RequestEntityTooLarge 413)
     ├── MalformedPolicyError (MalformedPolicyDocument 400; .findings)
     ├── PackedPolicyTooLargeError (PackedPolicyTooLarge 400)
+    ├── InvalidAuthorizationMessageError (InvalidAuthorizationMessageException 400)
     ├── AuthError
     │   ├── MissingAuthenticationTokenError (MissingAuthenticationToken 403)
     │   ├── IncompleteSignatureError (IncompleteSignature 400)
@@ -139,6 +140,15 @@ class MalformedPolicyError(BrokerError):
         if message is None and self.findings:
             message = self.findings[0].detail
         super().__init__(message)
+
+
+class InvalidAuthorizationMessageError(BrokerError):
+    """Raised when DecodeAuthorizationMessage gets a message it did not issue (or tampered)."""
+
+    code = "InvalidAuthorizationMessageException"
+    status = 400
+    fault = "Sender"
+    default_message = "The message is invalid or was not issued for this account."
 
 
 class PackedPolicyTooLargeError(BrokerError):

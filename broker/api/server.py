@@ -9,6 +9,7 @@ error document; nothing unexpected ever escapes as anything but ``InternalFailur
 
 from __future__ import annotations
 
+import hmac
 import logging
 import uuid
 from dataclasses import dataclass
@@ -16,15 +17,19 @@ from typing import Any
 
 from aiohttp import web
 
+import broker.api.mfa  # noqa: F401  (registers the MFA device actions)
+import broker.api.outbound  # noqa: F401  (registers GetWebIdentityToken and its IAM switch)
 import broker.api.simulate  # noqa: F401  (registers the simulator actions)
 from broker.api.iam import IAM_ACTIONS
 from broker.api.query import IAM_NS, STS_NS, Params, parse_form, render_error, render_response
 from broker.api.sts import STS_ACTIONS
 from broker.clock import Clock
 from broker.core import sigv4
-from broker.core.model import Principal, key_hint
+from broker.core.model import Principal, key_hint, principal_from_claims
+from broker.core.tokens import TokenExpiredError, TokenMalformedError, open_session_token
 from broker.errors import (
     BrokerError,
+    ExpiredTokenError,
     InternalFailureError,
     InvalidActionError,
     InvalidClientTokenIdError,
@@ -37,6 +42,10 @@ from broker.errors import (
 )
 from broker.service.authz import REQUEST_FACTS, Authenticator, RequestFacts
 from broker.service.iam import IamService
+from broker.service.identity_tokens import IdentityTokenService
+from broker.service.keys import KeyService
+from broker.service.sessions import SessionService
+from broker.service.sts import StsService
 from broker.service.tracking import KeyUsageTracker, KeyUse
 from broker.store.base import Store, StoreError
 
@@ -45,6 +54,8 @@ log = logging.getLogger(__name__)
 IAM_VERSION = "2010-05-08"
 STS_VERSION = "2011-06-15"
 SERVICE_OF_NS = {"iam": IAM_NS, "sts": STS_NS}
+RETRY_AFTER_SECONDS = "1"
+"""``Retry-After`` of 503 answers: the store is retried on every request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,10 @@ class ApiDeps:
     clock: Clock
     max_body_bytes: int
     clock_skew_seconds: int
+    sts: StsService | None = None
+    token_keys: KeyService | None = None
+    sessions: SessionService | None = None
+    identity_tokens: IdentityTokenService | None = None
 
 
 DEPS = web.AppKey("deps", ApiDeps)
@@ -133,7 +148,7 @@ class QueryApi:
             if service == "iam":
                 result = await IAM_ACTIONS[action](self.deps.iam, principal, p)
             else:
-                result = await STS_ACTIONS[action](principal, p)
+                result = await STS_ACTIONS[action](self.deps, principal, p)
             payload = render_response(action, namespace, result, request_id)
             return self._reply(200, payload, request_id)
         except web.HTTPException:
@@ -153,12 +168,10 @@ class QueryApi:
 
     @staticmethod
     def _reply(status: int, payload: bytes, request_id: str) -> web.Response:
-        return web.Response(
-            status=status,
-            body=payload,
-            content_type="text/xml",
-            headers={"x-amzn-RequestId": request_id},
-        )
+        headers = {"x-amzn-RequestId": request_id}
+        if status == 503:
+            headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return web.Response(status=status, body=payload, content_type="text/xml", headers=headers)
 
     @staticmethod
     def _params(request: web.Request, body: bytes) -> dict[str, str]:
@@ -197,13 +210,15 @@ class QueryApi:
         if not auth.access_key_id.startswith("AKIA") and not auth.access_key_id.startswith("ASIA"):
             sigv4.burn_dummy_signature(signed, auth)
             raise InvalidClientTokenIdError()
-        entry = None
-        if auth.access_key_id.startswith("AKIA"):
+        if auth.access_key_id.startswith("ASIA"):
+            principal, secret = await self._temporary(signed, auth)
+        else:
             entry = await self.deps.authenticator.lookup(auth.access_key_id)
-        if entry is None or not entry.active:
-            sigv4.burn_dummy_signature(signed, auth)
-            log.info("unknown or inactive access key %s", key_hint(auth.access_key_id))
-            raise InvalidClientTokenIdError()
+            if entry is None or not entry.active:
+                sigv4.burn_dummy_signature(signed, auth)
+                log.info("unknown or inactive access key %s", key_hint(auth.access_key_id))
+                raise InvalidClientTokenIdError()
+            principal, secret = entry.principal, entry.secret
         if auth.service != service:
             raise SignatureDoesNotMatchError(
                 f"Credential should be scoped to correct service: '{service}'. "
@@ -211,11 +226,38 @@ class QueryApi:
         sigv4.verify_request(
             signed,
             auth,
-            entry.secret,
+            secret,
             now=self.deps.clock.now(),
             skew_seconds=self.deps.clock_skew_seconds,
         )
-        return entry.principal, auth
+        return principal, auth
+
+    async def _temporary(
+        self, signed: sigv4.SignedRequest, auth: sigv4.SigV4Auth
+    ) -> tuple[Principal, str]:
+        """Authenticate temporary credentials from their session token alone (no store read)."""
+        keys = self.deps.token_keys
+        token = auth.security_token
+        if keys is None or not token:
+            sigv4.burn_dummy_signature(signed, auth)
+            raise InvalidClientTokenIdError()
+        await keys.current()  # reloads only when the keyring changed
+        now = int(self.deps.clock.now().timestamp())
+        try:
+            claims = open_session_token(token, keys.token_key_now, now=now)
+        except TokenExpiredError:
+            sigv4.burn_dummy_signature(signed, auth)
+            raise ExpiredTokenError() from None
+        except TokenMalformedError:
+            sigv4.burn_dummy_signature(signed, auth)
+            raise InvalidClientTokenIdError() from None
+        if not hmac.compare_digest(claims.access_key_id, auth.access_key_id):
+            sigv4.burn_dummy_signature(signed, auth)
+            raise InvalidClientTokenIdError()
+        if self.deps.sessions is not None and await self.deps.sessions.check(claims):
+            sigv4.burn_dummy_signature(signed, auth)
+            raise InvalidClientTokenIdError()
+        return principal_from_claims(claims), claims.secret_access_key
 
 
 def _headers(request: web.Request) -> tuple[tuple[str, str], ...]:
@@ -249,4 +291,5 @@ def make_api_app(deps: ApiDeps, **kwargs: Any) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_route("*", "/", api.handle)
+    broker.api.outbound.add_wellknown_routes(app, deps)
     return app

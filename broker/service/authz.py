@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -34,7 +36,11 @@ from broker.core.policy import (
     parse_policy,
 )
 from broker.core.policy.evaluate import LAYER_BOUNDARY, LAYER_RESOURCE, LAYER_SESSION
-from broker.errors import AccessDeniedError, MalformedPolicyError
+from broker.errors import (
+    AccessDeniedError,
+    InvalidAuthorizationMessageError,
+    MalformedPolicyError,
+)
 from broker.service.cache import Generations
 from broker.service.managed import BY_ARN as AWS_POLICIES
 from broker.service.txn import Doc, read, read_many
@@ -168,9 +174,12 @@ class PrincipalPolicies:
 class Authorizer:
     """Decides IAM actions from the caller's identity policies (user, groups, attached)."""
 
-    def __init__(self, store: Store, generations: Generations) -> None:
+    def __init__(
+        self, store: Store, generations: Generations, sealer: Keyring | None = None
+    ) -> None:
         self._store = store
         self._generations = generations
+        self._sealer = sealer
         self._sets: dict[tuple[str, str], PrincipalPolicies] = {}
         self._compiled: OrderedDict[str, CompiledPolicy] = OrderedDict()
         self._managed: dict[tuple[str, str], tuple[int, str | None]] = {}
@@ -420,7 +429,82 @@ class Authorizer:
             return
         result = await self.evaluate(principal, action, resource, extra)
         if result.decision is not Decision.ALLOW:
-            raise denied(principal, action, resource, result)
+            raise self.denial(principal, action, resource, result, extra)
+
+    def decode_message(self, account: str, encoded: str) -> str:
+        """Open an encoded authorization failure message issued for ``account``."""
+        if self._sealer is None:  # pragma: no cover - always wired by broker.app
+            raise InvalidAuthorizationMessageError()
+        return decode_authorization_message(self._sealer, account, encoded)
+
+    def denial(
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        result: EvaluationResult,
+        extra: Mapping[str, ContextValue] | None = None,
+        message: str | None = None,
+    ) -> AccessDeniedError:
+        """Return the AccessDenied error for a non-allow decision.
+
+        The message says which kind of policy decided (never its text) and ends with an
+        encoded authorization failure message that ``DecodeAuthorizationMessage`` opens.
+        """
+        text = message or denied(principal, action, resource, result).message
+        if self._sealer is None:
+            return AccessDeniedError(text)
+        ctx = self.context(principal, action, resource, None, extra)
+        encoded = encode_authorization_message(self._sealer, principal, ctx, result)
+        return AccessDeniedError(f"{text} Encoded authorization failure message: {encoded}")
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def _aad(account: str) -> bytes:
+    return f"authorization-message:{account}".encode("ascii")
+
+
+def encode_authorization_message(
+    sealer: Keyring, principal: Principal, ctx: RequestContext, result: EvaluationResult
+) -> str:
+    """Seal the decision and its request context for ``DecodeAuthorizationMessage``."""
+    conditions = []
+    for key, value in sorted(ctx.keys.items()):
+        values = value if isinstance(value, list | tuple) else [value]
+        conditions.append({"key": key, "values": {"items": [{"value": _plain(v)} for v in values]}})
+    payload = {
+        "allowed": result.decision is Decision.ALLOW,
+        "explicitDeny": result.decision is Decision.EXPLICIT_DENY,
+        "matchedStatements": {
+            "items": [
+                {"statementId": m.sid or "", "effect": m.effect, "policyId": m.policy_id}
+                for m in result.matched
+            ]
+        },
+        "failures": {"items": []},
+        "context": {
+            "principal": {"id": principal.user_id, "arn": principal.arn},
+            "action": ctx.action,
+            "resource": ctx.resource,
+            "conditions": {"items": conditions},
+        },
+    }
+    raw = zlib.compress(json.dumps(payload, separators=(",", ":")).encode("utf-8"), 9)
+    return sealer.seal(raw, aad=_aad(principal.account_id))
+
+
+def decode_authorization_message(sealer: Keyring, account: str, encoded: str) -> str:
+    """Open a message sealed for ``account``; raise InvalidAuthorizationMessageError otherwise."""
+    try:
+        raw = sealer.unseal(encoded.strip(), aad=_aad(account))
+        return zlib.decompress(raw).decode("utf-8")
+    except (SealError, zlib.error, UnicodeDecodeError, ValueError):
+        raise InvalidAuthorizationMessageError() from None
 
 
 def denied(

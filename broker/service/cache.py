@@ -11,15 +11,20 @@ while that is still the current one.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from broker.store.base import Store, StoreUnavailable
 
 
 class Generations:
     """The latest generation this node knows for each namespace it has cached state of."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._known: dict[str, int] = {}
+        self._monotonic = monotonic
+        self._last_sync = monotonic()
 
     def current(self, ns: str) -> int | None:
         """Return the known generation of ``ns``, or ``None`` if it is not watched yet."""
@@ -47,8 +52,14 @@ class Generations:
 
     async def poll(self) -> None:
         """Refresh every watched namespace from the store (errors leave the old values)."""
+        started = self._monotonic()
         for ns in list(self._known):
             try:
                 self.observe(ns, await self._store.generation(ns))
             except StoreUnavailable:
                 return
+        self._last_sync = started
+
+    def staleness(self, now: float) -> float:
+        """Seconds since the last poll that reached the store for every watched namespace."""
+        return max(0.0, now - self._last_sync)

@@ -523,6 +523,8 @@ class IamService:
 
         async def fn(txn: Txn) -> None:
             doc = await self._must(txn, USER, name)
+            if doc.get("mfa"):  # serial of the user's enabled device (broker.service.mfa)
+                raise DeleteConflictError("Cannot delete entity, must delete MFA device first.")
             if doc["keys"] or doc["groups"] or doc["attached"] or doc["inline"]:
                 raise DeleteConflictError(
                     "Cannot delete entity, must delete access keys, remove from groups, "

@@ -40,7 +40,7 @@ from broker.errors import (
     ThrottledError,
     ValidationError,
 )
-from broker.service.authz import REQUEST_FACTS, Authorizer, denied
+from broker.service.authz import REQUEST_FACTS, Authorizer
 from broker.service.keys import KeyService
 from broker.service.managed import BY_ARN as AWS_POLICIES
 from broker.service.txn import Doc, Txn, read, transact
@@ -107,6 +107,7 @@ class StsService:
         self._store = store
         self._keys = keys
         self._authz = authz
+        self.authorizer = authz
         self._clock = clock
         self._mfa = mfa
         self._rng = rng
@@ -359,9 +360,8 @@ class StsService:
                 resource_policy_required=True,
             )
             if result.decision is not Decision.ALLOW:
-                if action == "sts:AssumeRole":
-                    raise not_authorized
-                raise denied(caller, action, inp.role_arn, result)
+                message = not_authorized.message if action == "sts:AssumeRole" else None
+                raise self._authz.denial(caller, action, inp.role_arn, result, extra, message)
 
         role_path_arn = str(role["arn"])
         session_arn = f"arn:aws:sts::{role_account}:assumed-role/{role['name']}/{inp.session_name}"

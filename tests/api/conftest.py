@@ -83,6 +83,9 @@ def deny(actions: str | list[str], resources: str | list[str] = "*") -> str:
     )
 
 
+ENCODED_SUFFIX = " Encoded authorization failure message: "
+
+
 def q(name: str, ns: str = IAM_NS) -> str:
     """Return the namespace-qualified tag ``name`` for ElementTree lookups."""
     return f"{{{ns}}}{name}"
@@ -131,6 +134,11 @@ class Reply:
     action: str
     ns: str
     root: ET.Element | None
+
+    @property
+    def raw_text(self) -> str:
+        """The body as text."""
+        return self.body.decode("utf-8", "replace")
 
     @property
     def ok(self) -> bool:
@@ -210,7 +218,11 @@ class Reply:
             f"{self.message}"
         )
         if message is not None:
-            assert self.message == message
+            got = self.message or ""
+            if code == "AccessDenied" and ENCODED_SUFFIX in got:
+                # Denials end with an encoded authorization failure message (STS decodes it).
+                got = got.split(ENCODED_SUFFIX, 1)[0]
+            assert got == message
         return self
 
 
@@ -335,6 +347,14 @@ class Api:
     async def sts(self, action: str, creds: Creds | None = None, **kw: str | int | bool) -> Reply:
         """Call STS ``action`` signed with ``creds`` (root by default)."""
         return await self._call("sts", STS_VERSION, action, creds, None, kw)
+
+    async def sts_ok(
+        self, action: str, creds: Creds | None = None, **kw: str | int | bool
+    ) -> Reply:
+        """Like :meth:`sts`, asserting success."""
+        reply = await self.sts(action, creds, **kw)
+        assert reply.ok, f"{action} failed: {reply.status} {reply.code}: {reply.message}"
+        return reply
 
     async def _call(
         self,
