@@ -61,7 +61,7 @@ def test_assume_role_and_use_the_session(sqlite_broker: BrokerProcess) -> None:
     with pytest.raises(ClientError) as err:
         as_role.create_user(UserName="nope")
     assert err.value.response["Error"]["Code"] == "AccessDenied"
-    assert f"assumed-role/reader/s1 is not authorized" in err.value.response["Error"]["Message"]
+    assert "assumed-role/reader/s1 is not authorized" in err.value.response["Error"]["Message"]
 
     # A session policy narrows the session to the intersection.
     narrowed = creds_of(
