@@ -25,13 +25,13 @@ from broker.api.server import ApiDeps, make_api_app
 from broker.clock import Clock, SystemClock
 from broker.config import BrokerConfig
 from broker.core.keyring import Keyring, generate_master_key, parse_master_key
-from broker.errors import BrokerError
+from broker.errors import BrokerError, KeyringMismatchError
 from broker.service.accounts import AccountService, BootstrapResult
 from broker.service.authz import Authenticator, Authorizer
 from broker.service.cache import Generations
 from broker.service.iam import IamService
 from broker.service.identity_tokens import IdentityTokenService
-from broker.service.keys import KeyringMismatchError, KeyService
+from broker.service.keys import KeyService
 from broker.service.mfa import MfaService
 from broker.service.sessions import SessionService
 from broker.service.sts import StsService

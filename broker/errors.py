@@ -35,8 +35,14 @@ from ``broker``.
     │   ├── LimitExceededError (LimitExceeded 409)
     │   ├── DeleteConflictError (DeleteConflict 409)
     │   └── ConcurrentModificationError (ConcurrentModification 409)
+    ├── OutboundFederationDisabledError (OutboundWebIdentityFederationDisabledException 403)
+    ├── SessionDurationEscalationError (SessionDurationEscalationException 403)
+    ├── JwtPayloadSizeExceededError (JWTPayloadSizeExceededException 400)
+    ├── FeatureEnabledError (FeatureEnabled 409)   FeatureDisabledError (FeatureDisabled 404)
+    ├── InvalidAuthenticationCodeError (InvalidAuthenticationCode 403)
     ├── UnavailableError (ServiceUnavailable 503)
     └── InternalFailureError (InternalFailure 500)
+        └── KeyringMismatchError (a stored key cannot be opened with this master key)
 """
 
 from __future__ import annotations
@@ -287,6 +293,65 @@ class ConcurrentModificationError(EntityError):
     code = "ConcurrentModification"
 
 
+# -- STS identity tokens and MFA ---------------------------------------------------------
+
+
+class OutboundFederationDisabledError(BrokerError):
+    """Raised when GetWebIdentityToken is called in an account that has not enabled it."""
+
+    code = "OutboundWebIdentityFederationDisabledException"
+    status = 403
+    fault = "Sender"
+    default_message = "Outbound web identity federation is not enabled for this account."
+
+
+class SessionDurationEscalationError(BrokerError):
+    """Raised when a session's JWT would outlive the session that asked for it."""
+
+    code = "SessionDurationEscalationException"
+    status = 403
+    fault = "Sender"
+    default_message = (
+        "The requested token duration would extend the session beyond its original expiration time."
+    )
+
+
+class JwtPayloadSizeExceededError(BrokerError):
+    """Raised when the JWT's payload would exceed :data:`MAX_JWT_PAYLOAD_BYTES`."""
+
+    code = "JWTPayloadSizeExceededException"
+    status = 400
+    fault = "Sender"
+    default_message = "The requested token payload size exceeds the maximum allowed size."
+
+
+class FeatureEnabledError(BrokerError):
+    """Raised when enabling outbound federation in an account where it is already on."""
+
+    code = "FeatureEnabled"
+    status = 409
+    fault = "Sender"
+    default_message = "Outbound web identity federation is already enabled for this account."
+
+
+class FeatureDisabledError(BrokerError):
+    """Raised when disabling, or asking about, outbound federation while it is off."""
+
+    code = "FeatureDisabled"
+    status = 404
+    fault = "Sender"
+    default_message = "Outbound web identity federation is not enabled for this account."
+
+
+class InvalidAuthenticationCodeError(BrokerError):
+    """Raised when the two codes of EnableMFADevice / ResyncMFADevice do not prove the seed."""
+
+    code = "InvalidAuthenticationCode"
+    status = 403
+    fault = "Sender"
+    default_message = "Authentication code for device is not valid."
+
+
 # -- server side -------------------------------------------------------------------------
 
 
@@ -305,3 +370,12 @@ class InternalFailureError(BrokerError):
     code = "InternalFailure"
     status = 500
     fault = "Receiver"
+
+
+class KeyringMismatchError(InternalFailureError):
+    """Raised when an active stored key cannot be opened with this node's master key."""
+
+    default_message = (
+        "The keyring in the store was sealed under another master key; "
+        "every node must use the same master key."
+    )

@@ -38,7 +38,14 @@ from broker.clock import Clock, iso8601
 from broker.core.keyring import SIGNING_ALGORITHMS
 from broker.core.model import Principal
 from broker.core.policy import ContextValue
-from broker.errors import BrokerError, ValidationError
+from broker.errors import (
+    FeatureDisabledError,
+    FeatureEnabledError,
+    JwtPayloadSizeExceededError,
+    OutboundFederationDisabledError,
+    SessionDurationEscalationError,
+    ValidationError,
+)
 from broker.service.authz import Authorizer
 from broker.service.cache import Generations
 from broker.service.keys import MAX_JWT_LIFETIME_SECONDS, KeyService
@@ -70,53 +77,6 @@ ACTION_INFO = "iam:GetOutboundWebIdentityFederationInfo"
 
 
 # -- errors (the STS and IAM models' shapes for these actions) -----------------------------
-
-
-class OutboundFederationDisabledError(BrokerError):
-    """Raised when GetWebIdentityToken is called in an account that has not enabled it."""
-
-    code = "OutboundWebIdentityFederationDisabledException"
-    status = 403
-    fault = "Sender"
-    default_message = "Outbound web identity federation is not enabled for this account."
-
-
-class SessionDurationEscalationError(BrokerError):
-    """Raised when a session's JWT would outlive the session that asked for it."""
-
-    code = "SessionDurationEscalationException"
-    status = 403
-    fault = "Sender"
-    default_message = (
-        "The requested token duration would extend the session beyond its original expiration time."
-    )
-
-
-class JwtPayloadSizeExceededError(BrokerError):
-    """Raised when the JWT's payload would exceed :data:`MAX_JWT_PAYLOAD_BYTES`."""
-
-    code = "JWTPayloadSizeExceededException"
-    status = 400
-    fault = "Sender"
-    default_message = "The requested token payload size exceeds the maximum allowed size."
-
-
-class FeatureEnabledError(BrokerError):
-    """Raised when enabling outbound federation in an account where it is already on."""
-
-    code = "FeatureEnabled"
-    status = 409
-    fault = "Sender"
-    default_message = "Outbound web identity federation is already enabled for this account."
-
-
-class FeatureDisabledError(BrokerError):
-    """Raised when disabling, or asking about, outbound federation while it is off."""
-
-    code = "FeatureDisabled"
-    status = 404
-    fault = "Sender"
-    default_message = "Outbound web identity federation is not enabled for this account."
 
 
 # -- values ---------------------------------------------------------------------------------

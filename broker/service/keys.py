@@ -44,7 +44,12 @@ from broker.core.keyring import (
     public_jwk,
 )
 from broker.core.tokens import TokenKey, new_token_key
-from broker.errors import InternalFailureError, NoSuchEntityError, UnavailableError
+from broker.errors import (
+    InternalFailureError,
+    KeyringMismatchError,
+    NoSuchEntityError,
+    UnavailableError,
+)
 from broker.service.cache import Generations
 from broker.service.txn import Doc, Txn, scan, transact
 from broker.store.base import GLOBAL_NS, Store, StoreUnavailable
@@ -71,15 +76,6 @@ HEAD_KEY = "keyring"
 TOKEN_KIND = "token"
 SIGNING_KIND = "signing"
 TOKEN_ALG = "A256GCM"
-
-
-class KeyringMismatchError(InternalFailureError):
-    """Raised when an active stored key cannot be opened with this node's master key."""
-
-    default_message = (
-        "The keyring in the store was sealed under another master key; "
-        "every node must use the same master key."
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,9 +57,9 @@ from broker.core.totp import (
 )
 from broker.errors import (
     AccessDeniedError,
-    BrokerError,
     DeleteConflictError,
     EntityAlreadyExistsError,
+    InvalidAuthenticationCodeError,
     InvalidInputError,
     LimitExceededError,
     NoSuchEntityError,
@@ -99,15 +99,6 @@ ASSIGNMENT_STATUSES = ("Assigned", "Unassigned", "Any")
 """``ListVirtualMFADevices`` ``AssignmentStatus`` values."""
 
 DEVICE, USED = "mfa", "mfaused"
-
-
-class InvalidAuthenticationCodeError(BrokerError):
-    """Raised when the two codes of EnableMFADevice / ResyncMFADevice do not prove the seed."""
-
-    code = "InvalidAuthenticationCode"
-    status = 403
-    fault = "Sender"
-    default_message = "Authentication code for device is not valid."
 
 
 @dataclass(frozen=True, slots=True)
