@@ -29,11 +29,10 @@ from broker.config import load_config
 from broker.core.keyring import SealError
 from broker.core.model import Principal, PrincipalKind
 from broker.core.totp import DEFAULT_WINDOW, RESYNC_WINDOW, STEP_SECONDS, otpauth_uri, totp_code
-from broker.errors import AccessDeniedError, ValidationError
+from broker.errors import AccessDeniedError, InvalidAuthenticationCodeError, ValidationError
 from broker.service.mfa import (
     MFA_DEVICES_PER_USER,
     MFA_FAILED_MESSAGE,
-    InvalidAuthenticationCodeError,
     MfaService,
 )
 from broker.store.memory import MemoryStore

@@ -20,15 +20,17 @@ from botocore.credentials import Credentials
 
 from broker.core.model import Principal, PrincipalKind
 from broker.core.tokens import SessionClaims
-from broker.errors import BrokerError
-from broker.service.identity_tokens import (
-    CLAIMS_NAMESPACE,
-    MAX_JWT_PAYLOAD_BYTES,
+from broker.errors import (
+    BrokerError,
     FeatureDisabledError,
     FeatureEnabledError,
     JwtPayloadSizeExceededError,
     OutboundFederationDisabledError,
     SessionDurationEscalationError,
+)
+from broker.service.identity_tokens import (
+    CLAIMS_NAMESPACE,
+    MAX_JWT_PAYLOAD_BYTES,
     WebIdentityTokenInput,
 )
 from tests.api.conftest import (

@@ -20,7 +20,7 @@ import jwt
 import pytest
 
 from broker.core.keyring import SIGNING_ALGORITHMS, Keyring
-from broker.errors import NoSuchEntityError
+from broker.errors import KeyringMismatchError, NoSuchEntityError
 from broker.service.cache import Generations
 from broker.service.keys import (
     HEAD_KEY,
@@ -30,7 +30,6 @@ from broker.service.keys import (
     SIGNING_PREFIX,
     TOKEN_PREFIX,
     KeyInfo,
-    KeyringMismatchError,
     KeyService,
 )
 from broker.store.base import GLOBAL_NS, Record, Store, StoreUnavailable
