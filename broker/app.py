@@ -44,6 +44,8 @@ MASTER_KEY_FILE = "master.key"
 ROOT_CREDENTIALS_FILE = "root-credentials.json"
 SQLITE_FILE = "broker.db"
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
+SWEEP_SECONDS = 60.0
+"""How often the SQLite store deletes expired records (sessions, denylist entries)."""
 PUBSUB_POLL_SECONDS = 5.0
 """Generation poll interval when the store also pushes changes (Redis pub/sub)."""
 
@@ -243,6 +245,14 @@ def make_app(rt: Runtime) -> web.Application:
             tasks.append(asyncio.create_task(follow(rt.generations.advance, rt.generations.poll)))
             poll = max(poll, PUBSUB_POLL_SECONDS)
         tasks.append(asyncio.create_task(_every(poll, rt.generations.poll)))
+        sweep = getattr(rt.store, "sweep", None)
+        if sweep is not None:
+            # Expired sessions and denylist entries only take space; SQLite reclaims it here
+            # (Redis expires them itself). Expiry decisions never depend on this.
+            async def reclaim() -> None:
+                await sweep(rt.clock.now().timestamp())
+
+            tasks.append(asyncio.create_task(_every(SWEEP_SECONDS, reclaim)))
         with contextlib.suppress(BrokerError, StoreError):
             await rt.keys.current()  # load the keyring and follow its generation from the start
         yield
