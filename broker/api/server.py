@@ -22,10 +22,10 @@ import broker.api.outbound  # noqa: F401  (registers GetWebIdentityToken and its
 import broker.api.simulate  # noqa: F401  (registers the simulator actions)
 from broker.api.iam import IAM_ACTIONS
 from broker.api.query import IAM_NS, STS_NS, Params, parse_form, render_error, render_response
-from broker.api.sts import STS_ACTIONS
+from broker.api.sts import STS_ACTIONS, UNSIGNED_STS_ACTIONS
 from broker.clock import Clock
 from broker.core import sigv4
-from broker.core.model import Principal, key_hint, principal_from_claims
+from broker.core.model import ANONYMOUS, Principal, key_hint, principal_from_claims
 from broker.core.tokens import TokenExpiredError, TokenMalformedError, open_session_token
 from broker.errors import (
     BrokerError,
@@ -125,23 +125,25 @@ class QueryApi:
             params = self._params(request, body)
             service, action = _route(params)
             namespace = SERVICE_OF_NS[service]
-            principal, auth = await self._authenticate(request, body, service)
-            self.deps.tracker.record(
-                KeyUse(
-                    principal.account_id,
-                    principal.access_key_id,
-                    self.deps.clock.now(),
-                    service,
-                    auth.region,
-                )
-            )
+            now = self.deps.clock.now()
+            region = ""
+            if service == "sts" and action in UNSIGNED_STS_ACTIONS:
+                # Authorized by the role's trust policy alone (DESIGN section 3).
+                principal = ANONYMOUS
+            else:
+                principal, auth = await self._authenticate(request, body, service)
+                region = auth.region
+                if not principal.is_temporary:
+                    self.deps.tracker.record(
+                        KeyUse(principal.account_id, principal.access_key_id, now, service, region)
+                    )
             REQUEST_FACTS.set(
                 RequestFacts(
                     source_ip=request.remote or "",
                     secure_transport=request.secure,
-                    current_time=self.deps.clock.now(),
+                    current_time=now,
                     user_agent=request.headers.get("User-Agent", ""),
-                    region=auth.region,
+                    region=region,
                 )
             )
             p = Params(params)

@@ -49,6 +49,8 @@ class StsServices(Protocol):
 StsHandler = Callable[[StsServices, Principal, Params], Awaitable[Node]]
 
 STS_ACTIONS: dict[str, StsHandler] = {}
+UNSIGNED_STS_ACTIONS: set[str] = set()
+"""Actions served without a signature (their caller is ``ANONYMOUS``): web identity, SAML."""
 
 
 def sts_action(name: str) -> Callable[[StsHandler], StsHandler]:

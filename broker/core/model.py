@@ -15,6 +15,7 @@ class PrincipalKind(enum.Enum):
     USER = "user"
     ASSUMED_ROLE = "assumed-role"
     FEDERATED_USER = "federated-user"
+    ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,10 @@ class Principal:
     def is_temporary(self) -> bool:
         """True when the request was signed with temporary (``ASIA``) credentials."""
         return self.session is not None
+
+
+ANONYMOUS = Principal(PrincipalKind.ANONYMOUS, "", "", "", "anonymous", "")
+"""The caller of an unsigned action (AssumeRoleWithWebIdentity): it has no identity yet."""
 
 
 def key_hint(access_key_id: str) -> str:

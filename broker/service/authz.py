@@ -549,6 +549,7 @@ _PRINCIPAL_TYPE = {
     PrincipalKind.USER: "User",
     PrincipalKind.ASSUMED_ROLE: "AssumedRole",
     PrincipalKind.FEDERATED_USER: "FederatedUser",
+    PrincipalKind.ANONYMOUS: "Anonymous",
 }
 
 

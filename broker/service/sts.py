@@ -169,7 +169,8 @@ class StsService:
         issuer_arn: str,
         issuer_name: str,
         duration: int,
-        caller: Principal,
+        caller_arn: str,
+        caller_claims: SessionClaims | None,
         mfa_time: int | None,
         source_identity: str | None = None,
         chain_depth: int = 0,
@@ -183,7 +184,6 @@ class StsService:
         key = await self._keys.active_token_key()
         session_id = self._rng(16).hex()
         secret = ids.new_secret_access_key(self._rng)
-        caller_claims = caller.session
         facts_ip = _source_ip()
 
         async def record(txn: Txn) -> SessionClaims:
@@ -226,7 +226,7 @@ class StsService:
                     "kind": kind,
                     "arn": principal_arn,
                     "issuer": issuer_arn,
-                    "caller": caller.arn,
+                    "caller": caller_arn,
                     "source_ip": facts_ip,
                     "source_identity": source_identity,
                     "issued_at": now,
@@ -242,6 +242,59 @@ class StsService:
             policy or policy_arns or tags
         ) else None  # fmt: skip
         return IssuedSession(claims, token, percent)
+
+    async def mint_role_session(
+        self,
+        role: Doc,
+        session_name: str,
+        duration: int,
+        *,
+        caller_arn: str,
+        policy: str | None = None,
+        policy_arns: tuple[str, ...] = (),
+        tags: tuple[tuple[str, str], ...] = (),
+        transitive: tuple[str, ...] = (),
+        source_identity: str | None = None,
+    ) -> IssuedSession:
+        """Mint a session of ``role`` for a caller already authorized by its own channel.
+
+        For AssumeRoleWithWebIdentity, instance metadata and container credentials: the
+        caller (``caller_arn`` names it in the session record) has passed the role's trust
+        policy there. Duration and session-policy rules are checked here.
+        """
+        if duration > int(role["max_session"]):
+            raise ValidationError(
+                "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+            )
+        account = parse_arn(str(role["arn"]))
+        assert account is not None
+        self._session_policy(policy, policy_arns, account.account)
+        percent = packed_policy_percent(policy, policy_arns, tags)
+        if percent > 100:
+            raise PackedPolicyTooLargeError(
+                f"Packed size of the session policy and session tags consumes {percent}% "
+                "of the allotted space."
+            )
+        self._throttle(caller_arn, str(role["arn"]))
+        return await self._mint(
+            account.account,
+            kind="assumed-role",
+            principal_arn=(
+                f"arn:aws:sts::{account.account}:assumed-role/{role['name']}/{session_name}"
+            ),
+            principal_id=f"{role['id']}:{session_name}",
+            issuer_arn=str(role["arn"]),
+            issuer_name=str(role["name"]),
+            duration=duration,
+            caller_arn=caller_arn,
+            caller_claims=None,
+            mfa_time=None,
+            source_identity=source_identity,
+            tags=tags,
+            transitive=transitive,
+            policy=policy,
+            policy_arns=policy_arns,
+        )
 
     # -- AssumeRole ------------------------------------------------------------------------
 
@@ -373,7 +426,8 @@ class StsService:
             issuer_arn=role_path_arn,
             issuer_name=str(role["name"]),
             duration=duration,
-            caller=caller,
+            caller_arn=caller.arn,
+            caller_claims=caller.session,
             mfa_time=mfa_time,
             source_identity=source_identity,
             chain_depth=(caller_claims.chain_depth + 1) if caller_claims else 0,
@@ -413,7 +467,8 @@ class StsService:
             issuer_arn=caller.arn,
             issuer_name="root" if caller.is_root else caller.name,
             duration=duration,
-            caller=caller,
+            caller_arn=caller.arn,
+            caller_claims=caller.session,
             mfa_time=mfa_time,
         )
 
@@ -462,7 +517,8 @@ class StsService:
             issuer_arn=caller.arn,
             issuer_name="root" if caller.is_root else caller.name,
             duration=duration,
-            caller=caller,
+            caller_arn=caller.arn,
+            caller_claims=caller.session,
             mfa_time=None,
             tags=tags,
             policy=policy,
