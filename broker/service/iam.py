@@ -23,8 +23,7 @@ key                       record
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -38,7 +37,6 @@ from broker.core.arn import (
     root_arn,
     split_policy_arn,
 )
-from broker.core.keyring import Keyring
 from broker.core.model import Principal
 from broker.core.policy import ContextValue, PolicyKind, parse_policy, policy_size
 from broker.core.policy.model import PrincipalType
@@ -51,13 +49,11 @@ from broker.errors import (
     MalformedPolicyError,
     NoSuchEntityError,
 )
-from broker.service.authz import Authorizer
-from broker.service.cache import Generations
 from broker.service.managed import BY_ARN as AWS_POLICIES
 from broker.service.managed import AwsManagedPolicy
-from broker.service.reads import RecordCache
-from broker.service.txn import Doc, Txn, read, read_many, scan, transact
-from broker.store.base import Store, VersionConflict
+from broker.service.scoped import AccountScopedService
+from broker.service.txn import Doc, Txn, read, read_many, scan
+from broker.store.base import VersionConflict
 
 T = TypeVar("T")
 
@@ -185,39 +181,8 @@ def check_tags(tags: Sequence[tuple[str, str]]) -> None:
         )
 
 
-class IamService:
+class IamService(AccountScopedService):
     """The IAM use cases for every account the broker hosts."""
-
-    def __init__(
-        self,
-        store: Store,
-        keyring: Keyring,
-        clock: Clock,
-        authz: Authorizer,
-        generations: Generations,
-        rng: Callable[[int], bytes] = secrets.token_bytes,
-    ) -> None:
-        self._store = store
-        self._keyring = keyring
-        self._clock = clock
-        self._authz = authz
-        self._generations = generations
-        self._rng = rng
-        self._reads = RecordCache(store, generations)
-
-    # -- plumbing --------------------------------------------------------------------------
-
-    async def _tx(self, account: str, fn: Callable[[Txn], Awaitable[T]]) -> T:
-        return await transact(self._store, account, fn, on_commit=self._generations.observe)
-
-    async def _allow(
-        self,
-        caller: Principal,
-        action: str,
-        resource: str,
-        extra: Mapping[str, ContextValue] | None = None,
-    ) -> None:
-        await self._authz.authorize(caller, action, resource, extra)
 
     def _arn(self, caller: Principal, kind: str, path: str, name: str) -> str:
         return iam_arn(caller.account_id, _ARN_TYPE[kind], path, name)

@@ -37,16 +37,13 @@ nothing here logs a seed or a code (spec G2).
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from broker.clock import Clock
 from broker.core.arn import iam_arn, parse_arn, root_arn
-from broker.core.keyring import Keyring, SealError
+from broker.core.keyring import SealError
 from broker.core.model import Principal, PrincipalKind
-from broker.core.policy import ContextValue
 from broker.core.totp import (
     DEFAULT_WINDOW,
     RESYNC_WINDOW,
@@ -65,8 +62,6 @@ from broker.errors import (
     NoSuchEntityError,
     ValidationError,
 )
-from broker.service.authz import Authorizer
-from broker.service.cache import Generations
 from broker.service.iam import (
     USER,
     check_tags,
@@ -75,9 +70,8 @@ from broker.service.iam import (
     request_tag_keys,
     resource_keys,
 )
-from broker.service.reads import RecordCache
-from broker.service.txn import Doc, Txn, read, read_many, scan, transact
-from broker.store.base import Store
+from broker.service.scoped import AccountScopedService
+from broker.service.txn import Doc, Txn, read, read_many, scan
 
 log = logging.getLogger(__name__)
 
@@ -168,39 +162,8 @@ def split_serial(account_id: str, serial: str) -> tuple[str, str] | None:
     return path, name
 
 
-class MfaService:
+class MfaService(AccountScopedService):
     """Virtual MFA devices of every account the broker hosts, and MFA checks for STS."""
-
-    def __init__(
-        self,
-        store: Store,
-        keyring: Keyring,
-        clock: Clock,
-        authz: Authorizer,
-        generations: Generations,
-        rng: Callable[[int], bytes] = secrets.token_bytes,
-    ) -> None:
-        self._store = store
-        self._keyring = keyring
-        self._clock = clock
-        self._authz = authz
-        self._generations = generations
-        self._rng = rng
-        self._reads = RecordCache(store, generations)
-
-    # -- plumbing --------------------------------------------------------------------------
-
-    async def _tx(self, account: str, fn: Callable[[Txn], Awaitable[T]]) -> T:
-        return await transact(self._store, account, fn, on_commit=self._generations.observe)
-
-    async def _allow(
-        self,
-        caller: Principal,
-        action: str,
-        resource: str,
-        extra: Mapping[str, ContextValue] | None = None,
-    ) -> None:
-        await self._authz.authorize(caller, action, resource, extra)
 
     def _epoch(self) -> int:
         return int(self._clock.now().timestamp())
