@@ -21,18 +21,30 @@ from pathlib import Path
 
 from aiohttp import web
 
+from broker.api.container import ContainerDeps, MappingTable, make_container_app
+from broker.api.imds import ImdsDeps, InstanceTable, make_imds_app
 from broker.api.server import ApiDeps, make_api_app
 from broker.clock import Clock, SystemClock
-from broker.config import BrokerConfig
+from broker.config import BrokerConfig, ConfigError, load_config
 from broker.core.keyring import Keyring, generate_master_key, parse_master_key
 from broker.errors import BrokerError, KeyringMismatchError
+from broker.idp import JwksCache
 from broker.service.accounts import AccountService, BootstrapResult
 from broker.service.authz import Authenticator, Authorizer
 from broker.service.cache import Generations
+from broker.service.delivery import (
+    DeliveryService,
+    DeliverySettings,
+    delivery_problems,
+    parse_instances,
+    parse_mappings,
+)
+from broker.service.federation import FederationService
 from broker.service.iam import IamService
 from broker.service.identity_tokens import IdentityTokenService
 from broker.service.keys import KeyService
 from broker.service.mfa import MfaService
+from broker.service.oidc import OidcProviderService
 from broker.service.sessions import SessionService
 from broker.service.sts import StsService
 from broker.service.tracking import KeyUsageTracker
@@ -132,11 +144,16 @@ class Runtime:
     sts: StsService
     sessions: SessionService
     mfa: MfaService
+    oidc: OidcProviderService | None = None
+    federation: FederationService | None = None
+    delivery: DeliveryService | None = None
 
     async def close(self) -> None:
         """Flush write-behind state and close the store."""
         with contextlib.suppress(StoreError):
             await self.tracker.flush()
+        if self.federation is not None:
+            await self.federation.close()
         await self.store.close()
 
 
@@ -152,6 +169,13 @@ async def build_runtime(
     iam = IamService(store, keyring, clock, authorizer, generations)
     keys = KeyService(store, keyring, generations, clock)
     mfa = MfaService(store, keyring, clock, authorizer, generations)
+    sts = StsService(store, keys, authorizer, clock, cfg.limits, mfa=mfa.verify)
+    oidc = OidcProviderService(store, clock, authorizer, generations, cfg.federation)
+    try:
+        jwks = JwksCache(cfg.federation, clock)
+    except OSError as exc:
+        raise StartupError(f"cannot read [federation] ca_bundle: {exc.strerror}") from None
+    federation = FederationService(store, sts, oidc, jwks, clock, cfg.federation)
     return Runtime(
         cfg=cfg,
         store=store,
@@ -165,7 +189,12 @@ async def build_runtime(
         tracker=KeyUsageTracker(store),
         keys=keys,
         identity_tokens=IdentityTokenService(store, keys, authorizer, generations, clock),
-        sts=StsService(store, keys, authorizer, clock, cfg.limits, mfa=mfa.verify),
+        sts=sts,
+        oidc=oidc,
+        federation=federation,
+        delivery=DeliveryService(
+            store, sts, generations, clock, DeliverySettings.from_config(cfg.imds, cfg.container)
+        ),
         mfa=mfa,
         sessions=SessionService(
             store,
@@ -233,6 +262,7 @@ def make_app(rt: Runtime) -> web.Application:
         token_keys=rt.keys,
         identity_tokens=rt.identity_tokens,
         sessions=rt.sessions,
+        federation=rt.federation,
     )
     app = make_api_app(deps)
 
@@ -267,6 +297,107 @@ def make_app(rt: Runtime) -> web.Application:
     return app
 
 
+async def _start_listener(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+def reload_delivery_tables(
+    source: str, instances: InstanceTable, mappings: MappingTable, delivery: DeliveryService
+) -> bool:
+    """Replace the ``[[imds.instances]]`` and ``[[container.mappings]]`` tables from ``source``.
+
+    ``source`` is the configuration file the broker started with (``"defaults"``: none). The
+    whole file is loaded and checked; on any problem (or an unreadable token file) the old
+    tables stay and False is returned. Other settings are not changed without a restart.
+    """
+    try:
+        fresh = load_config(None if source == "defaults" else source)
+        new_instances = parse_instances(fresh.imds.instances)
+        new_mappings = parse_mappings(fresh.container.mappings)
+        mappings.replace(new_mappings, strict=True)
+    except (ConfigError, ValueError) as exc:
+        log.error("configuration not reloaded: %s", exc)
+        return False
+    instances.replace(new_instances)
+    delivery.forget([b.key for b in new_instances] + [m.key for m in new_mappings])
+    log.info(
+        "reloaded %d instance binding(s) and %d container mapping(s)",
+        len(new_instances),
+        len(new_mappings),
+    )
+    return True
+
+
+def delivery_listeners(rt: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context running the IMDS and container listeners next to the API listener.
+
+    Each enabled listener gets its own ``AppRunner`` and ``TCPSite`` on its host and port, and
+    stops before the runtime closes. SIGHUP calls :func:`reload_delivery_tables` (an app-level
+    signal handler on the event loop), so bindings and token mappings change without a restart.
+    """
+    cfg = rt.cfg
+    delivery = rt.delivery
+    assert delivery is not None
+
+    async def listeners(_: web.Application) -> AsyncIterator[None]:
+        instances = InstanceTable(parse_instances(cfg.imds.instances))
+        mappings = MappingTable.load(parse_mappings(cfg.container.mappings))
+        runners: list[web.AppRunner] = []
+        try:
+            if cfg.imds.enabled:
+                imds = ImdsDeps(
+                    delivery,
+                    instances,
+                    rt.clock,
+                    listen_host=cfg.imds.host,
+                    v1_enabled=cfg.imds.v1_enabled,
+                    hop_limit=cfg.imds.hop_limit,
+                )
+                runners.append(
+                    await _start_listener(make_imds_app(imds), cfg.imds.host, cfg.imds.port)
+                )
+                log.info("instance metadata on http://%s:%s", cfg.imds.host, cfg.imds.port)
+            if cfg.container.enabled:
+                container = ContainerDeps(delivery, mappings, rt.clock)
+                runners.append(
+                    await _start_listener(
+                        make_container_app(container), cfg.container.host, cfg.container.port
+                    )
+                )
+                log.info(
+                    "container credentials on http://%s:%s/v1/credentials",
+                    cfg.container.host,
+                    cfg.container.port,
+                )
+        except BaseException:
+            for runner in runners:
+                await runner.cleanup()
+            raise
+        loop = asyncio.get_running_loop()
+        on_hup = False
+        if runners:
+            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+                loop.add_signal_handler(
+                    signal.SIGHUP,
+                    lambda: reload_delivery_tables(cfg.source, instances, mappings, delivery),
+                )
+                on_hup = True
+        yield
+        if on_hup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+    return listeners
+
+
 def _install_loop() -> None:
     with contextlib.suppress(ImportError):
         import uvloop
@@ -274,13 +405,17 @@ def _install_loop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _serve_worker(cfg: BrokerConfig, reuse_port: bool) -> None:
+def _serve_worker(cfg: BrokerConfig, reuse_port: bool, delivery: bool = True) -> None:
     configure_logging()
     _install_loop()
 
     async def start() -> web.Application:
         rt = await build_runtime(cfg)
-        return make_app(rt)
+        app = make_app(rt)
+        if delivery and (cfg.imds.enabled or cfg.container.enabled):
+            # One process holds the IMDS tokens and the delivered-credential cache.
+            app.cleanup_ctx.append(delivery_listeners(rt))
+        return app
 
     web.run_app(
         start(),
@@ -304,6 +439,9 @@ def serve(cfg: BrokerConfig) -> int:
         finally:
             await rt.close()
 
+    problems = delivery_problems(cfg)
+    if problems:
+        raise ConfigError(problems)
     try:
         asyncio.run(prepare())
     except StoreError as exc:
@@ -320,8 +458,8 @@ def serve(cfg: BrokerConfig) -> int:
         return 0
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_serve_worker, args=(cfg, True), daemon=False)
-        for _ in range(cfg.server.workers)
+        ctx.Process(target=_serve_worker, args=(cfg, True, index == 0), daemon=False)
+        for index in range(cfg.server.workers)
     ]
     for proc in procs:
         proc.start()
@@ -332,6 +470,13 @@ def serve(cfg: BrokerConfig) -> int:
                 proc.terminate()
 
     signal.signal(signal.SIGTERM, forward)
+
+    def reload(signum: int, _frame: object) -> None:
+        if procs[0].is_alive() and procs[0].pid is not None:
+            os.kill(procs[0].pid, signal.SIGHUP)  # the worker that runs the delivery listeners
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, reload)
     try:
         for proc in procs:
             proc.join()

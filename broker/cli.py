@@ -1,4 +1,4 @@
-"""CLI: ``broker serve | check-config | account | keys`` (argument parsing only).
+"""CLI: ``broker serve | check-config | account | keys | credential-process`` (parsing only).
 
 Every admin subcommand takes the same ``--config/--data-dir/--store/--redis-url`` flags as
 ``serve`` and prints JSON on stdout; errors go to stderr with a non-zero exit status.
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from broker.config import BrokerConfig, ConfigError, load_config
+from broker.delivery_cli import add_credential_process_arguments
 
 if TYPE_CHECKING:
     from broker.service.keys import KeyInfo
@@ -74,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     retire = keys_sub.add_parser("retire", help="stop a token or signing key verifying now")
     _store_flags(retire)
     retire.add_argument("kid", help="id of the key to retire (see `broker keys list`)")
+
+    process = sub.add_parser(
+        "credential-process", help="print role credentials for an SDK's credential_process"
+    )
+    add_credential_process_arguments(process)
     return parser
 
 
@@ -192,6 +198,10 @@ async def _keys(cfg: BrokerConfig, command: str, kid: str | None) -> object:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``broker`` console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "credential-process":  # a client: no broker config, no log lines
+        from broker.delivery_cli import credential_process
+
+        return credential_process(args)
     from broker.app import StartupError, configure_logging
 
     configure_logging()

@@ -31,6 +31,11 @@ DEFAULT_FLUSH_SECONDS = 2.0
 DEFAULT_STORE_TIMEOUT_SECONDS = 0.5
 DEFAULT_GENERATION_POLL_SECONDS = 0.25
 
+SAFE_JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+"""Asymmetric signature algorithms an identity token may use (never ``none`` or HMAC)."""
+
 STANDALONE_ENV = frozenset(
     {
         "BROKER_CONFIG",
@@ -434,6 +439,35 @@ def validate(cfg: BrokerConfig) -> list[str]:
             "[security] max_body_bytes must be between 1024 and 67108864",
         ),
         (cfg.tracking.flush_seconds <= 0, "[tracking] flush_seconds must be positive"),
+        (
+            not 0 <= cfg.federation.leeway_seconds <= 300,
+            "[federation] leeway_seconds must be between 0 and 300",
+        ),
+        (
+            min(
+                cfg.federation.jwks_cache_seconds,
+                cfg.federation.jwks_min_refresh_seconds,
+                cfg.federation.jwks_stale_max_seconds,
+            )
+            <= 0,
+            "[federation] jwks_cache_seconds, jwks_min_refresh_seconds and "
+            "jwks_stale_max_seconds must be positive",
+        ),
+        (
+            not cfg.federation.algorithms
+            or not set(cfg.federation.algorithms) <= SAFE_JWT_ALGORITHMS,
+            "[federation] algorithms must be a non-empty subset of "
+            + ", ".join(sorted(SAFE_JWT_ALGORITHMS)),
+        ),
+        (
+            cfg.revocation.max_staleness_seconds <= 0,
+            "[revocation] max_staleness_seconds must be positive",
+        ),
+        (
+            min(cfg.limits.issue_rps_per_principal, cfg.limits.issue_rps_per_role) < 0
+            or cfg.limits.issue_burst < 1,
+            "[limits] issue rates must be >= 0 and issue_burst >= 1",
+        ),
         (
             bool(cfg.root_access_key_id) != (cfg.root_secret_access_key is not None),
             "BROKER_ROOT_ACCESS_KEY_ID and BROKER_ROOT_SECRET_ACCESS_KEY must be set together",

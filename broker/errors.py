@@ -29,6 +29,11 @@ from ``broker``.
     │   └── RequestExpiredError (RequestExpired 400)
     ├── AccessDeniedError (AccessDenied 403)
     ├── ThrottledError (Throttling 400)
+    ├── WebIdentityError
+    │   ├── InvalidIdentityTokenError (InvalidIdentityToken 400)
+    │   ├── ExpiredIdentityTokenError (ExpiredTokenException 400)
+    │   ├── IdpRejectedClaimError (IDPRejectedClaim 403)
+    │   └── IdpCommunicationError (IDPCommunicationError 400)
     ├── EntityError
     │   ├── NoSuchEntityError (NoSuchEntity 404)
     │   ├── EntityAlreadyExistsError (EntityAlreadyExists 409)
@@ -250,6 +255,48 @@ class ThrottledError(BrokerError):
     status = 400
     fault = "Sender"
     default_message = "Rate exceeded"
+
+
+# -- web identity (AssumeRoleWithWebIdentity) ---------------------------------------------
+
+
+class WebIdentityError(BrokerError):
+    """Base of the errors that reject a web identity token or its identity provider."""
+
+    status = 400
+    fault = "Sender"
+
+
+class InvalidIdentityTokenError(WebIdentityError):
+    """Raised when a web identity token is malformed, badly signed or not meant for us."""
+
+    code = "InvalidIdentityToken"
+    default_message = "The web identity token that was passed could not be validated."
+
+
+class ExpiredIdentityTokenError(WebIdentityError):
+    """Raised when a web identity token's ``exp`` has passed (beyond the leeway)."""
+
+    code = "ExpiredTokenException"
+    default_message = "Token expired: the web identity token that was passed is expired."
+
+
+class IdpRejectedClaimError(WebIdentityError):
+    """Raised when a verified token carries a claim STS cannot accept (subject, tags...)."""
+
+    code = "IDPRejectedClaim"
+    status = 403
+    default_message = "The web identity token carries a claim that was rejected."
+
+
+class IdpCommunicationError(WebIdentityError):
+    """Raised when the provider's discovery document or keys cannot be fetched or trusted."""
+
+    code = "IDPCommunicationError"
+    default_message = (
+        "The request could not be fulfilled because the identity provider (IDP) that was asked "
+        "to verify the incoming identity token could not be reached."
+    )
 
 
 # -- entities ----------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+import broker.api.federation  # noqa: F401  (registers AssumeRoleWithWebIdentity)
 import broker.api.mfa  # noqa: F401  (registers the MFA device actions)
+import broker.api.oidc  # noqa: F401  (registers the OIDC provider actions)
 import broker.api.outbound  # noqa: F401  (registers GetWebIdentityToken and its IAM switch)
 import broker.api.simulate  # noqa: F401  (registers the simulator actions)
 from broker.api.iam import IAM_ACTIONS
@@ -41,6 +43,7 @@ from broker.errors import (
     UnavailableError,
 )
 from broker.service.authz import REQUEST_FACTS, Authenticator, RequestFacts
+from broker.service.federation import FederationService
 from broker.service.iam import IamService
 from broker.service.identity_tokens import IdentityTokenService
 from broker.service.keys import KeyService
@@ -73,6 +76,7 @@ class ApiDeps:
     token_keys: KeyService | None = None
     sessions: SessionService | None = None
     identity_tokens: IdentityTokenService | None = None
+    federation: FederationService | None = None
 
 
 DEPS = web.AppKey("deps", ApiDeps)

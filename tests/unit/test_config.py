@@ -380,3 +380,29 @@ def test_shipped_config_names_every_key() -> None:
         if f.name not in data.get(section, {})
     ]
     assert missing == []
+
+
+def test_federation_and_limits_values_are_checked() -> None:
+    from broker.config import ConfigError, load_config
+
+    bad = {
+        "BROKER_FEDERATION_ALGORITHMS": "RS256,HS256",
+        "BROKER_FEDERATION_LEEWAY_SECONDS": "301",
+        "BROKER_FEDERATION_JWKS_CACHE_SECONDS": "0",
+        "BROKER_REVOCATION_MAX_STALENESS_SECONDS": "0",
+        "BROKER_LIMITS_ISSUE_BURST": "0",
+    }
+    try:
+        load_config(environ=bad)
+    except ConfigError as exc:
+        text = "\n".join(exc.problems)
+    else:  # pragma: no cover - the assertion below reports it
+        text = ""
+    for fragment in (
+        "algorithms",
+        "leeway_seconds",
+        "jwks_cache_seconds",
+        "max_staleness",
+        "burst",
+    ):
+        assert fragment in text, fragment
