@@ -8,6 +8,9 @@ process) is pinned to its own core. Then, per worker count in ``--workers``:
 * ``hello``: the GetCallerIdentity requests below, sent to the hello-world server (same bytes on
   the wire; it answers ``Hello, world``): what HTTP and aiohttp alone cost;
 * ``AssumeRole``: SigV4-signed with an IAM user's long-term key, one fresh signature per request;
+* ``AssumeRoleWithWebIdentity``: unsigned, the same body every time: one RS256 token (valid
+  1 h) of the test OIDC issuer (``tests.support.oidc_issuer``, in this process on loopback),
+  whose JWKS the broker fetched during the warm-up and then serves from its cache;
 * ``GetCallerIdentity (ASIA)``: signed with temporary credentials (the session token in
   ``X-Amz-Security-Token``), so the broker authenticates from the token alone.
 
@@ -21,7 +24,7 @@ client was the bottleneck shows as such.
 
 ``--sessions N`` then issues N more sessions (concurrent AssumeRole calls, signed as they go),
 reads the broker's resident memory and, on Redis, ``INFO memory`` ``used_memory`` before and
-after, and times the three targets again. ``--py-spy SECONDS`` records each broker target with
+after, and times the targets again. ``--py-spy SECONDS`` records each broker target with
 ``py-spy record -f raw`` under load and prints the top costs.
 
 The targets of the performance issue are printed next to the numbers (met / MISSED); nothing is
@@ -67,6 +70,7 @@ from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 
 from tests.support.broker_proc import REGION, BrokerProcess, Creds, free_port  # noqa: E402
+from tests.support.oidc_issuer import OidcIssuer, trust_policy  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 MAX_REQUESTS = 1_000_000
@@ -78,6 +82,10 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 SIGNATURE_WINDOW_SECONDS = 900
 """The broker's default clock-skew window: a pre-signed request must be sent within it."""
 
+WEB_ROLE = "bench-web-role"
+WEB_CLIENT_ID = "bench-client"
+WEB_SUBJECT = "bench-subject"
+WEB_TOKEN_SECONDS = 3600
 HIGH_LIMIT = "1000000000"
 LIMIT_ENV = {
     "BROKER_LIMITS_ISSUE_RPS_PER_PRINCIPAL": HIGH_LIMIT,
@@ -85,6 +93,8 @@ LIMIT_ENV = {
     "BROKER_LIMITS_ISSUE_RPS_PER_ROLE": HIGH_LIMIT,
 }
 """Issuance throttling ([limits]) raised so it never answers Throttling during the bench."""
+FEDERATION_ENV = {"BROKER_FEDERATION_ALLOW_HTTP_ISSUERS": "true"}
+"""The test issuer listens on plain HTTP on loopback."""
 
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
 STS_VERSION = "2011-06-15"
@@ -156,6 +166,7 @@ class RunReport:
     redis_before: int | None = None
     redis_after: int | None = None
     profiles: dict[str, str] = field(default_factory=dict)
+    jwks_fetches: int = 0  # JWKS documents the issuer served to the broker (cache misses)
 
     def get(self, phase: str, name: str) -> Result | None:
         return next((r for r in self.results if r.phase == phase and r.name == name), None)
@@ -369,6 +380,23 @@ def assume_role_request(url: str, user: Creds, role_arn: str, prefix: str) -> Ma
             "RoleSessionName": f"{prefix}{i}",
         }
         return prepare(url, params, user)
+
+    return make
+
+
+def web_identity_request(url: str, role_arn: str, token: str) -> MakeRequest:
+    """Unsigned AssumeRoleWithWebIdentity: one body, built once, sent for every index."""
+    params = {
+        "Action": "AssumeRoleWithWebIdentity",
+        "Version": STS_VERSION,
+        "RoleArn": role_arn,
+        "RoleSessionName": "bench-web",
+        "WebIdentityToken": token,
+    }
+    prepared = prepare(url, params, None)
+
+    def make(i: int) -> Prepared:
+        return prepared
 
     return make
 
@@ -725,6 +753,40 @@ def set_up(broker: BrokerProcess) -> tuple[Creds, str, Creds]:
     return user, role_arn, session
 
 
+def set_up_web_identity(broker: BrokerProcess, issuer: OidcIssuer) -> str:
+    """Register ``issuer`` as an OIDC provider and create a role trusting it; return its ARN.
+
+    The trust policy allows ``sts:AssumeRoleWithWebIdentity`` for ``Federated: <provider>``
+    when ``<provider_id>:aud`` equals the bench client id.
+    """
+    root = broker.root_creds()
+
+    def iam(action: str, **params: str) -> str:
+        return call(broker, {"Action": action, "Version": IAM_VERSION, **params}, root, "iam")
+
+    provider = iam(
+        "CreateOpenIDConnectProvider", Url=issuer.url, **{"ClientIDList.member.1": WEB_CLIENT_ID}
+    )
+    provider_arn = xml_text(provider, "OpenIDConnectProviderArn")
+    trust = trust_policy(
+        provider_arn, {"StringEquals": {f"{issuer.provider_id}:aud": WEB_CLIENT_ID}}
+    )
+    return xml_text(iam("CreateRole", RoleName=WEB_ROLE, AssumeRolePolicyDocument=trust), "Arn")
+
+
+def web_identity_token(issuer: OidcIssuer) -> str:
+    """One RS256 token for the bench client id, valid for ``WEB_TOKEN_SECONDS``."""
+    return issuer.token(WEB_SUBJECT, WEB_CLIENT_ID, alg="RS256", lifetime=WEB_TOKEN_SECONDS)
+
+
+def warm_web_identity(broker: BrokerProcess, make: MakeRequest) -> None:
+    """Send one AssumeRoleWithWebIdentity so the broker fetches and caches the issuer's JWKS."""
+    req = make(0)
+    reply = broker.request("POST", "/", body=req.body, headers=req.headers)
+    if reply.status != 200:
+        raise RuntimeError(f"AssumeRoleWithWebIdentity failed: {reply.status} {reply.text[:500]}")
+
+
 def redis_used_memory(url: str) -> int:
     import redis
 
@@ -853,8 +915,10 @@ async def run_config(
     if args.store == "redis":
         redis = RedisServer()
         env["BROKER_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+    env.update(FEDERATION_ENV)
     broker = BrokerProcess(tmp / f"data-w{workers}", store=args.store, env=env, workers=workers)
     hello = HelloServer(workers)
+    issuer = OidcIssuer(algorithms=("RS256",))
     own = os.sched_getaffinity(0)
     try:
         if server_cores is not None:
@@ -873,11 +937,16 @@ async def run_config(
         if server_cores is not None:
             pin(broker_side + hello.pids, server_cores)
         user, role_arn, session = set_up(broker)
+        issuer.start()  # a thread of this process, on the client core(s): one JWKS fetch per worker
+        web_role_arn = set_up_web_identity(broker, issuer)
         url = broker.url + "/"
         hello_url = f"http://127.0.0.1:{hello.port}/"
+        web_identity = web_identity_request(url, web_role_arn, web_identity_token(issuer))
+        warm_web_identity(broker, web_identity)
         targets: list[tuple[str, str, MakeRequest, list[int]]] = [
             ("hello", hello_url, caller_identity_request(hello_url, session), hello.pids),
             ("AssumeRole", url, assume_role_request(url, user, role_arn, "fresh-"), broker_side),
+            ("AssumeRoleWithWebIdentity", url, web_identity, broker_side),
             ("GetCallerIdentity (ASIA)", url, caller_identity_request(url, session), broker_side),
         ]
         print(f"workers={workers}: fresh broker", flush=True)
@@ -928,6 +997,8 @@ async def run_config(
             for name, target_url, make, pids in targets:
                 if name == "AssumeRole":
                     make = assume_role_request(url, user, role_arn, "after-")
+                elif name == "AssumeRoleWithWebIdentity":  # a long fill may outlive the first
+                    make = web_identity_request(url, web_role_arn, web_identity_token(issuer))
                 report.results.append(
                     await measure(
                         driver,
@@ -941,10 +1012,12 @@ async def run_config(
                         pids,
                     )
                 )
+        report.jwks_fetches = issuer.jwks_hits
     except Exception:
         sys.stderr.write(broker.log()[-4000:])
         raise
     finally:
+        issuer.close()
         hello.stop()
         broker.stop()
         if redis is not None:
@@ -984,6 +1057,10 @@ def render_report(report: RunReport) -> Iterator[str]:
         hello = report.get(r.phase, "hello")
         yield render_row(r, hello if r.name != "hello" else None)
     yield CPU_LEGEND
+    yield (
+        f"AssumeRoleWithWebIdentity: the issuer served {report.jwks_fetches} JWKS fetch(es) in "
+        f"all ({report.workers} worker(s), each with its own cache)"
+    )
     for r in report.results:
         if report.pinned and r.server_busy - r.cpu_percent(r.server_cpu) > 25:
             yield (
@@ -1019,7 +1096,7 @@ def render_report(report: RunReport) -> Iterator[str]:
             f"{report.fill_errors} errors)"
         )
         phase = f"after {n}"
-        for name in ("AssumeRole", "GetCallerIdentity (ASIA)"):
+        for name in ("AssumeRole", "AssumeRoleWithWebIdentity", "GetCallerIdentity (ASIA)"):
             fresh, after = report.get("fresh", name), report.get(phase, name)
             if fresh and after and fresh.rps:
                 change = after.rps / fresh.rps - 1
@@ -1053,7 +1130,7 @@ def render_scaling(reports: Sequence[RunReport]) -> Iterator[str]:
     if one is None or two is None:
         return
     yield "-- scaling, 2 workers vs 1"
-    for name in ("hello", "AssumeRole", "GetCallerIdentity (ASIA)"):
+    for name in ("hello", "AssumeRole", "AssumeRoleWithWebIdentity", "GetCallerIdentity (ASIA)"):
         a, b = one.get("fresh", name), two.get("fresh", name)
         if a and b and a.rps:
             x = b.rps / a.rps

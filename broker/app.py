@@ -24,6 +24,7 @@ from aiohttp import web
 from broker.api.container import ContainerDeps, MappingTable, make_container_app
 from broker.api.imds import ImdsDeps, InstanceTable, make_imds_app
 from broker.api.server import ApiDeps, make_api_app
+from broker.audit import AuditSink, default_path
 from broker.clock import Clock, SystemClock
 from broker.config import BrokerConfig, ConfigError, load_config
 from broker.core.keyring import Keyring, generate_master_key, parse_master_key
@@ -147,6 +148,7 @@ class Runtime:
     oidc: OidcProviderService | None = None
     federation: FederationService | None = None
     delivery: DeliveryService | None = None
+    audit: AuditSink | None = None
 
     async def close(self) -> None:
         """Flush write-behind state and close the store."""
@@ -247,9 +249,22 @@ async def _every(seconds: float, fn: Callable[[], Awaitable[object]]) -> None:
             log.error("background task failed", exc_info=True)
 
 
+def audit_sink(cfg: BrokerConfig) -> AuditSink:
+    """The audit spool of ``[audit]``: the JSON-lines file (0600, rotated) and/or stdout."""
+    return AuditSink(
+        default_path(cfg.audit.path, cfg.data_dir),
+        max_bytes=cfg.audit.max_bytes,
+        backups=cfg.audit.backups,
+        stream=sys.stdout if cfg.audit.stdout else None,
+    )
+
+
 def make_app(rt: Runtime) -> web.Application:
     """Build the API application with its background tasks (cache polling, flushing)."""
     cfg = rt.cfg
+    if rt.audit is None:
+        rt.audit = audit_sink(cfg)
+    audit = rt.audit
     deps = ApiDeps(
         store=rt.store,
         iam=rt.iam,
@@ -263,11 +278,13 @@ def make_app(rt: Runtime) -> web.Application:
         identity_tokens=rt.identity_tokens,
         sessions=rt.sessions,
         federation=rt.federation,
+        audit=audit,
     )
     app = make_api_app(deps)
 
     async def background(_: web.Application) -> AsyncIterator[None]:
         poll = cfg.store.generation_poll_seconds
+        audit.start()
         tasks = [asyncio.create_task(_every(cfg.tracking.flush_seconds, rt.tracker.flush))]
         follow = getattr(rt.store, "follow_generations", None)
         if follow is not None:
@@ -291,6 +308,7 @@ def make_app(rt: Runtime) -> web.Application:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await audit.close()  # after the listeners stopped: every request's event is queued
         await rt.close()
 
     app.cleanup_ctx.append(background)
@@ -359,13 +377,14 @@ def delivery_listeners(rt: Runtime) -> Callable[[web.Application], AsyncIterator
                     listen_host=cfg.imds.host,
                     v1_enabled=cfg.imds.v1_enabled,
                     hop_limit=cfg.imds.hop_limit,
+                    audit=rt.audit,
                 )
                 runners.append(
                     await _start_listener(make_imds_app(imds), cfg.imds.host, cfg.imds.port)
                 )
                 log.info("instance metadata on http://%s:%s", cfg.imds.host, cfg.imds.port)
             if cfg.container.enabled:
-                container = ContainerDeps(delivery, mappings, rt.clock)
+                container = ContainerDeps(delivery, mappings, rt.clock, audit=rt.audit)
                 runners.append(
                     await _start_listener(
                         make_container_app(container), cfg.container.host, cfg.container.port

@@ -1,4 +1,4 @@
-"""CLI: ``broker serve | check-config | account | keys | credential-process`` (parsing only).
+"""CLI: ``broker serve | check-config | account | keys | audit | credential-process``.
 
 Every admin subcommand takes the same ``--config/--data-dir/--store/--redis-url`` flags as
 ``serve`` and prints JSON on stdout; errors go to stderr with a non-zero exit status.
@@ -75,6 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     retire = keys_sub.add_parser("retire", help="stop a token or signing key verifying now")
     _store_flags(retire)
     retire.add_argument("kid", help="id of the key to retire (see `broker keys list`)")
+
+    audit = sub.add_parser("audit", help="the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    tail = audit_sub.add_parser("tail", help="print the last audit events (JSON lines)")
+    _store_flags(tail)
+    tail.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only events whose field KEY (dotted for nested fields) equals VALUE; repeatable",
+    )
+    tail.add_argument("-n", type=int, default=20, help="how many events (default 20)")
 
     process = sub.add_parser(
         "credential-process", help="print role credentials for an SDK's credential_process"
@@ -195,6 +208,25 @@ async def _keys(cfg: BrokerConfig, command: str, kid: str | None) -> object:
         await rt.close()
 
 
+def _audit_tail(cfg: BrokerConfig, filters: Sequence[str], count: int) -> int:
+    """Print the last ``count`` events of the audit file(s) that match every filter."""
+    from collections import deque
+
+    from broker.audit import audit_files, default_path, event_matches, read_events
+
+    wanted: dict[str, str] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError([f"--filter must be KEY=VALUE, not {item!r}"])
+        wanted[key] = value
+    paths = audit_files(default_path(cfg.audit.path, cfg.data_dir), cfg.audit.backups)
+    events = (e for e in read_events(paths) if event_matches(e, wanted))
+    for event in deque(events, maxlen=max(0, count)):
+        sys.stdout.write(json.dumps(event) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``broker`` console script."""
     args = build_parser().parse_args(argv)
@@ -250,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stderr.write(f"broker: the {cfg.store.backend} store failed: {exc}\n")
                 return 1
             return 0
+        if args.command == "audit":
+            return _audit_tail(cfg, args.filter, args.n)
         if args.command == "account" and args.account_command == "list":
             _print(asyncio.run(_account_list(cfg)))
             return 0

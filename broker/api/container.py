@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from broker.audit import AuditSink, delivery_event
 from broker.clock import Clock
 from broker.core.ratelimit import TokenBuckets
 from broker.errors import BrokerError, ThrottledError
@@ -162,6 +163,7 @@ class ContainerDeps:
     requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
     burst: int = DEFAULT_BURST
     token_file_check_seconds: float = TOKEN_FILE_CHECK_SECONDS
+    audit: AuditSink | None = None
 
 
 CONTAINER = web.AppKey("container", ContainerDeps)
@@ -230,11 +232,40 @@ class ContainerApi:
         except BrokerError as err:
             level = logging.ERROR if err.status >= 500 else logging.INFO
             log.log(level, "container mapping %s failed code=%s", mapping.name, err.code)
+            self._audit(request, mapping.name, mapping.role_arn, error=err)
             return _error(err.status, err.code, err.message)
+        self._audit(request, mapping.name, creds.role_arn, creds=creds)
         return web.Response(
             text=render_credentials(creds),
             content_type="application/json",
             headers={"Cache-Control": "no-store"},
+        )
+
+    def _audit(
+        self,
+        request: web.Request,
+        mapping: str,
+        role_arn: str,
+        *,
+        creds: DeliveredCredentials | None = None,
+        error: BrokerError | None = None,
+    ) -> None:
+        """One audit event per credential set handed out (or refused); never the secret."""
+        if self.deps.audit is None:
+            return
+        self.deps.audit.emit(
+            delivery_event(
+                now=self.deps.clock.now(),
+                channel="container",
+                binding=mapping,
+                role_arn=role_arn,
+                source_ip=request.remote or "",
+                user_agent=request.headers.get("User-Agent", ""),
+                access_key_id=creds.access_key_id if creds is not None else None,
+                expiration=creds.expiration if creds is not None else None,
+                error_code=error.code if error is not None else None,
+                error_message=error.message if error is not None else None,
+            )
         )
 
 

@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from broker.audit import AuditSink, delivery_event
 from broker.clock import Clock, iso8601
 from broker.errors import (
     AccessDeniedError,
@@ -188,6 +189,7 @@ class ImdsDeps:
     hop_limit: int = 1
     max_tokens: int = DEFAULT_MAX_TOKENS
     allowed_hosts: tuple[str, ...] = ()
+    audit: AuditSink | None = None
 
 
 IMDS = web.AppKey("imds", ImdsDeps)
@@ -358,7 +360,9 @@ class ImdsApi:
             try:
                 creds = await delivery.instance_credentials(binding, name)
             except AccessDeniedError as err:
+                self._audit(binding, name, caller, error=err)
                 return _plain(200, self._failure(err), echo)
+            self._audit(binding, creds.role_arn, caller, creds=creds)
             return _plain(200, self._rendered(creds), echo)
         if path in ("/latest/meta-data/iam/security-credentials", CREDENTIALS_PREFIX):
             return _plain(200, await delivery.instance_role_name(binding), echo)
@@ -383,6 +387,34 @@ class ImdsApi:
         if path == "/latest/dynamic/instance-identity/document":
             return _plain(200, self._identity(binding, caller), echo)
         return _plain(404, headers=echo)
+
+    def _audit(
+        self,
+        binding: InstanceBinding,
+        role: str,
+        caller: str,
+        *,
+        creds: DeliveredCredentials | None = None,
+        error: BrokerError | None = None,
+    ) -> None:
+        """One audit event per credential set handed out (or refused); never the secret."""
+        if self.deps.audit is None:
+            return
+        self.deps.audit.emit(
+            delivery_event(
+                now=self.deps.clock.now(),
+                channel="imds",
+                binding=binding.instance_id,
+                role_arn=role,
+                source_ip=caller,
+                user_agent="",
+                access_key_id=creds.access_key_id if creds is not None else None,
+                expiration=creds.expiration if creds is not None else None,
+                error_code=error.code if error is not None else None,
+                error_message=error.message if error is not None else None,
+                region=binding.region,
+            )
+        )
 
     def _rendered(self, creds: DeliveredCredentials) -> bytes:
         """The credentials document, rendered once per credential set."""

@@ -23,8 +23,17 @@ import broker.api.oidc  # noqa: F401  (registers the OIDC provider actions)
 import broker.api.outbound  # noqa: F401  (registers GetWebIdentityToken and its IAM switch)
 import broker.api.simulate  # noqa: F401  (registers the simulator actions)
 from broker.api.iam import IAM_ACTIONS
-from broker.api.query import IAM_NS, STS_NS, Params, parse_form, render_error, render_response
+from broker.api.query import (
+    IAM_NS,
+    STS_NS,
+    Node,
+    Params,
+    parse_form,
+    render_error,
+    render_response,
+)
 from broker.api.sts import STS_ACTIONS, UNSIGNED_STS_ACTIONS
+from broker.audit import AuditSink, api_event
 from broker.clock import Clock
 from broker.core import sigv4
 from broker.core.model import ANONYMOUS, Principal, key_hint, principal_from_claims
@@ -77,6 +86,7 @@ class ApiDeps:
     sessions: SessionService | None = None
     identity_tokens: IdentityTokenService | None = None
     federation: FederationService | None = None
+    audit: AuditSink | None = None
 
 
 DEPS = web.AppKey("deps", ApiDeps)
@@ -122,6 +132,13 @@ class QueryApi:
         """Serve one query-protocol request."""
         request_id = str(uuid.uuid4())
         namespace = IAM_NS
+        # Filled in as the request goes; the finally clause audits every outcome (spec H1).
+        params: dict[str, str] = {}
+        service = ""
+        principal: Principal | None = None
+        region = ""
+        result: Node = None
+        failure: tuple[str, str] | None = None
         try:
             if request.method not in {"GET", "POST"}:
                 raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
@@ -130,7 +147,6 @@ class QueryApi:
             service, action = _route(params)
             namespace = SERVICE_OF_NS[service]
             now = self.deps.clock.now()
-            region = ""
             if service == "sts" and action in UNSIGNED_STS_ACTIONS:
                 # Authorized by the role's trust policy alone (DESIGN section 3).
                 principal = ANONYMOUS
@@ -157,20 +173,62 @@ class QueryApi:
                 result = await STS_ACTIONS[action](self.deps, principal, p)
             payload = render_response(action, namespace, result, request_id)
             return self._reply(200, payload, request_id)
-        except web.HTTPException:
+        except web.HTTPException as exc:
+            failure = (exc.reason.replace(" ", ""), exc.reason)
             raise
         except BrokerError as err:
+            failure = (err.code, err.message)
             level = logging.ERROR if err.status >= 500 else logging.INFO
             log.log(level, "request_id=%s code=%s status=%s", request_id, err.code, err.status)
             return self._reply(err.status, render_error(err, namespace, request_id), request_id)
         except StoreError as exc:
             log.error("request_id=%s store failure: %s", request_id, type(exc).__name__)
             err2 = UnavailableError()
+            failure = (err2.code, err2.message)
             return self._reply(err2.status, render_error(err2, namespace, request_id), request_id)
         except Exception:
             log.error("request_id=%s unhandled error", request_id, exc_info=True)
             fail = InternalFailureError()
+            failure = (fail.code, fail.message)
             return self._reply(fail.status, render_error(fail, namespace, request_id), request_id)
+        finally:
+            if self.deps.audit is not None:
+                self._audit(
+                    request, request_id, params, service, principal, region, result, failure
+                )
+
+    def _audit(
+        self,
+        request: web.Request,
+        request_id: str,
+        params: dict[str, str],
+        service: str,
+        principal: Principal | None,
+        region: str,
+        result: Node,
+        failure: tuple[str, str] | None,
+    ) -> None:
+        """Queue the request's one audit event (never raises, never waits)."""
+        assert self.deps.audit is not None
+        try:
+            event = api_event(
+                now=self.deps.clock.now(),
+                service=service,
+                action=params.get("Action", ""),
+                region=region,
+                source_ip=request.remote or "",
+                user_agent=request.headers.get("User-Agent", ""),
+                principal=principal,
+                params=params,
+                result=result,
+                request_id=request_id,
+                error_code=failure[0] if failure is not None else None,
+                error_message=failure[1] if failure is not None else None,
+            )
+        except Exception:
+            log.error("request_id=%s audit event not built", request_id, exc_info=True)
+            return
+        self.deps.audit.emit(event)
 
     @staticmethod
     def _reply(status: int, payload: bytes, request_id: str) -> web.Response:
