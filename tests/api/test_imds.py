@@ -820,3 +820,28 @@ def test_link_local_and_loopback_listeners_are_fine() -> None:
     for host in ("127.0.0.1", "169.254.169.254", "::1", "localhost"):
         imds = replace(cfg.imds, enabled=True, host=host)
         assert delivery_problems(replace(cfg, imds=imds)) == []
+
+
+class _Recorder:
+    """An audit sink stand-in that keeps events in memory (the real sink writes files)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event.to_json())
+
+
+async def test_every_credential_handed_out_is_audited_without_secrets(env: Env) -> None:
+    recorder = _Recorder()
+    client = await env.imds_app(audit=recorder)
+    put = await env.request("PUT", "/latest/api/token", {TTL_HEADER: "60"}, client=client)
+    reply = await env.request(
+        "GET", CREDS_PATH + ROLE, {"X-aws-ec2-metadata-token": put.text}, client=client
+    )
+    doc = reply.json()
+    assert len(recorder.events) == 1
+    event = json.dumps(recorder.events[0])
+    assert doc["AccessKeyId"] in event
+    assert INSTANCE in event and ROLE in event
+    assert doc["SecretAccessKey"] not in event and doc["Token"] not in event
