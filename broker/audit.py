@@ -532,20 +532,36 @@ class RotatingFile:
 
     def write_lines(self, lines: Iterable[str]) -> None:
         """Append ``lines``; rotate first whenever the next line would pass ``max_bytes``."""
+        fd = self._open()
+        size = os.fstat(fd).st_size  # once per batch: other processes may append too
+        chunk: list[bytes] = []
+        pending = 0
         for line in lines:
             data = line.encode("utf-8")
-            fd = self._open()
-            size = os.fstat(fd).st_size
-            if size > 0 and size + len(data) > self.max_bytes:
+            if size + pending > 0 and size + pending + len(data) > self.max_bytes:
+                if chunk:
+                    _write_all(fd, b"".join(chunk))
+                    size += pending
+                    chunk, pending = [], 0
                 self._rotate()
                 fd = self._open()
-            os.write(fd, data)
+                size = os.fstat(fd).st_size
+            chunk.append(data)
+            pending += len(data)
+        if chunk:
+            _write_all(fd, b"".join(chunk))
 
     def close(self) -> None:
         """Close the file (it is reopened on the next write)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def audit_files(path: Path, backups: int) -> list[Path]:
