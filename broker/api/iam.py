@@ -13,7 +13,11 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from broker.api.query import Node, Params, encode_policy_document
+from broker.api.query import (
+    Node,
+    Params,
+    encode_policy_document,
+)
 from broker.core import limits
 from broker.core.model import Principal
 from broker.errors import ValidationError
@@ -35,10 +39,6 @@ DOCUMENT_TEXT = r"[\u0009\u000A\u000D\u0020-\u00FF]+"
 KEY_ID = re.compile(r"[\w]+", re.ASCII)
 VERSION_ID = re.compile(r"v[1-9][0-9]*(\.[A-Za-z0-9-]*)?")
 VERSION_ID_TEXT = r"v[1-9][0-9]*(\.[A-Za-z0-9-]*)?"
-TAG_KEY = re.compile(r"[\w\s_.:/=+\-@]+")
-TAG_KEY_TEXT = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]+"
-TAG_VALUE = re.compile(r"[\w\s_.:/=+\-@]*")
-TAG_VALUE_TEXT = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
 DESCRIPTION = re.compile(r"[\u0009\u000A\u000D\u0020-\u007E\u00A1-\u00FF]*")
 DESCRIPTION_TEXT = r"[\u0009\u000A\u000D\u0020-\u007E\u00A1-\u00FF]*"
 MARKER = re.compile(r"[\u0020-\u00FF]+")
@@ -97,33 +97,7 @@ def _arn(p: Params, member: str) -> str:
 
 
 def _tags(p: Params, member: str = "Tags") -> list[tuple[str, str]]:
-    items = p.struct_list(member, ("Key", "Value")) or []
-    out = []
-    for i, item in enumerate(items, start=1):
-        key = p.string(
-            f"{member}.member.{i}.Key",
-            required=True,
-            min_len=1,
-            max_len=128,
-            pattern=TAG_KEY,
-            pattern_text=TAG_KEY_TEXT,
-            value=item["Key"],
-        )
-        value = p.string(
-            f"{member}.member.{i}.Value",
-            required=True,
-            max_len=256,
-            pattern=TAG_VALUE,
-            pattern_text=TAG_VALUE_TEXT,
-            value=item["Value"],
-        )
-        if key is not None and value is not None:
-            out.append((key, value))
-    if len(items) > limits.TAGS_PER_ENTITY:
-        p.fail(
-            member, None, f"Member must have length less than or equal to {limits.TAGS_PER_ENTITY}"
-        )
-    return out
+    return p.tags(member, limits.TAGS_PER_ENTITY)
 
 
 def _page_params(p: Params) -> tuple[str | None, int]:

@@ -23,8 +23,6 @@ The handlers use the provider service built for the IAM service's authorizer (th
 from __future__ import annotations
 
 from broker.api.iam import (
-    TAG_KEY,
-    TAG_KEY_TEXT,
     _arn,
     _page_params,
     _tags,
@@ -32,7 +30,7 @@ from broker.api.iam import (
     action,
     paginate,
 )
-from broker.api.query import Node, Params
+from broker.api.query import TAG_KEY, TAG_KEY_TEXT, Node, Params
 from broker.config import FederationConfig
 from broker.core import limits
 from broker.core.model import Principal

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from broker.api.iam import TAG_KEY, TAG_KEY_TEXT, TAG_VALUE, TAG_VALUE_TEXT, action
+from broker.api.iam import action
 from broker.api.query import Node, Params
 from broker.api.sts import STS_ACTIONS, StsServices
 from broker.core.keyring import SIGNING_ALGORITHMS
@@ -140,22 +140,7 @@ def _audiences(p: Params) -> tuple[str, ...]:
 
 
 def _request_tags(p: Params) -> tuple[tuple[str, str], ...]:
-    items = p.struct_list("Tags", ("Key", "Value")) or []
-    out: list[tuple[str, str]] = []
-    for i, item in enumerate(items, start=1):
-        key = p.string(
-            f"Tags.member.{i}.Key", required=True, min_len=1, max_len=128, pattern=TAG_KEY,
-            pattern_text=TAG_KEY_TEXT, value=item["Key"],
-        )  # fmt: skip
-        value = p.string(
-            f"Tags.member.{i}.Value", required=True, max_len=256, pattern=TAG_VALUE,
-            pattern_text=TAG_VALUE_TEXT, value=item["Value"],
-        )  # fmt: skip
-        if key is not None and value is not None:
-            out.append((key, value))
-    if len(items) > MAX_REQUEST_TAGS:
-        p.fail("Tags", None, f"Member must have length less than or equal to {MAX_REQUEST_TAGS}")
-    return tuple(out)
+    return tuple(p.tags(limit=MAX_REQUEST_TAGS))
 
 
 async def get_web_identity_token(services: StsServices, caller: Principal, p: Params) -> Node:

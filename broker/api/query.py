@@ -21,6 +21,11 @@ from broker.errors import BrokerError, MalformedQueryStringError, ValidationErro
 IAM_NS = "https://iam.amazonaws.com/doc/2010-05-08/"
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 MAX_PARAMETERS = 1000
+MAX_TAGS = 50
+TAG_KEY = re.compile(r"[\w\s_.:/=+\-@]+")
+TAG_KEY_TEXT = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]+"
+TAG_VALUE = re.compile(r"[\w\s_.:/=+\-@]*")
+TAG_VALUE_TEXT = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
 
 # A response tree: dicts become elements in insertion order, lists become <member> items.
 Node: TypeAlias = (
@@ -200,6 +205,25 @@ class Params:
         if name in self._p:
             return []
         return None
+
+    def tags(self, member: str = "Tags", limit: int = MAX_TAGS) -> list[tuple[str, str]]:
+        """Return a ``Name.member.N.Key/Value`` tag list checked against the model's patterns."""
+        items = self.struct_list(member, ("Key", "Value")) or []
+        out: list[tuple[str, str]] = []
+        for i, item in enumerate(items, start=1):
+            key = self.string(
+                f"{member}.member.{i}.Key", required=True, min_len=1, max_len=128,
+                pattern=TAG_KEY, pattern_text=TAG_KEY_TEXT, value=item["Key"],
+            )  # fmt: skip
+            value = self.string(
+                f"{member}.member.{i}.Value", required=True, max_len=256,
+                pattern=TAG_VALUE, pattern_text=TAG_VALUE_TEXT, value=item["Value"],
+            )  # fmt: skip
+            if key is not None and value is not None:
+                out.append((key, value))
+        if len(items) > limit:
+            self.fail(member, None, f"Member must have length less than or equal to {limit}")
+        return out
 
     def check(self) -> None:
         """Raise one ``ValidationError`` listing every recorded violation, if any."""

@@ -31,10 +31,6 @@ SERIAL_TEXT = r"[\w+=/:,.@-]*"
 TOKEN_CODE = re.compile(r"[\d]*", re.ASCII)
 POLICY = re.compile(r"[\u0009\u000A\u000D\u0020-\u00FF]+")
 POLICY_TEXT = r"[\u0009\u000A\u000D\u0020-\u00FF]+"
-TAG_KEY = re.compile(r"[\w\s_.:/=+\-@]+")
-TAG_KEY_TEXT = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]+"
-TAG_VALUE = re.compile(r"[\w\s_.:/=+\-@]*")
-TAG_VALUE_TEXT = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
 FEDERATED_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
 ACCESS_KEY_ID = re.compile(r"[\w]*", re.ASCII)
 
@@ -103,22 +99,7 @@ def _policy_arns(p: Params) -> tuple[str, ...]:
 
 
 def _tags(p: Params) -> tuple[tuple[str, str], ...]:
-    items = p.struct_list("Tags", ("Key", "Value")) or []
-    out: list[tuple[str, str]] = []
-    for i, item in enumerate(items, start=1):
-        key = p.string(
-            f"Tags.member.{i}.Key", required=True, min_len=1, max_len=128, pattern=TAG_KEY,
-            pattern_text=TAG_KEY_TEXT, value=item["Key"],
-        )  # fmt: skip
-        value = p.string(
-            f"Tags.member.{i}.Value", required=True, max_len=256, pattern=TAG_VALUE,
-            pattern_text=TAG_VALUE_TEXT, value=item["Value"],
-        )  # fmt: skip
-        if key is not None and value is not None:
-            out.append((key, value))
-    if len(items) > 50:
-        p.fail("Tags", None, "Member must have length less than or equal to 50")
-    return tuple(out)
+    return tuple(p.tags())
 
 
 def _mfa(p: Params) -> tuple[str | None, str | None]:
