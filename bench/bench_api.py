@@ -22,9 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import math
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +40,7 @@ from aiohttp import web  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 
+from bench.children import ChildServers  # noqa: E402
 from tests.support.broker_proc import REGION, BrokerProcess, Creds, free_port  # noqa: E402
 
 MAX_REQUESTS = 50_000
@@ -112,48 +110,10 @@ def run_bare_server(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-class BareServer:
+def bare_server() -> ChildServers:
     """The bare aiohttp server as a subprocess of this script."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def start(self) -> BareServer:
-        """Start the process and wait until its port accepts connections."""
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--bare-server", str(self.port)],
-            cwd=str(REPO),
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bare server exited with {self.proc.returncode}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1),
-            ):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("bare server did not start")
-
-    def stop(self) -> None:
-        """SIGTERM the process and wait for it."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+    port = free_port()
+    return ChildServers(str(Path(__file__).resolve()), ["--bare-server", str(port)], port)
 
 
 # -- request preparation -----------------------------------------------------------------
@@ -300,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _install_loop()
     with tempfile.TemporaryDirectory(prefix="broker-bench-") as tmp:
         broker = BrokerProcess(Path(tmp) / "data", workers=args.workers)
-        bare = BareServer()
+        bare = bare_server()
         try:
             broker.start(STARTUP_TIMEOUT_SECONDS)
             bare.start()

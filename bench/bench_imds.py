@@ -27,9 +27,6 @@ import asyncio
 import contextlib
 import json
 import math
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +41,7 @@ if str(REPO) not in sys.path:
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bench.children import ChildServers  # noqa: E402
 from tests.support.broker_proc import BrokerProcess, free_port  # noqa: E402
 
 MAX_REQUESTS = 200_000
@@ -113,52 +111,11 @@ def run_bare_server(port: int, size: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-class BareServer:
-    """The bare aiohttp server as a subprocess of this script."""
-
-    def __init__(self, size: int) -> None:
-        self.port = free_port()
-        self.size = size
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> BareServer:
-        """Start the process and wait until its port accepts connections."""
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--bare-server",
-                str(self.port),
-                "--bare-size",
-                str(self.size),
-            ],
-            cwd=str(REPO),
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bare server exited with {self.proc.returncode}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1),
-            ):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("bare server did not start")
-
-    def stop(self) -> None:
-        """SIGTERM the process and wait for it."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+def bare_server(size: int) -> ChildServers:
+    """The bare aiohttp server (answering ``size`` bytes) as a subprocess of this script."""
+    port = free_port()
+    args = ["--bare-server", str(port), "--bare-size", str(size)]
+    return ChildServers(str(Path(__file__).resolve()), args, port)
 
 
 # -- set-up ---------------------------------------------------------------------------------
@@ -323,12 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Path(tmp) / "config.toml"
         write_config(config, imds_port)
         broker = BrokerProcess(Path(tmp) / "data", extra_args=("--config", str(config)))
-        bare: BareServer | None = None
+        bare: ChildServers | None = None
         try:
             broker.start(STARTUP_TIMEOUT_SECONDS)
             create_role(broker)
             token, size = asyncio.run(first_fetch(imds_port))
-            bare = BareServer(size).start()
+            bare = bare_server(size).start()
             headers = {TOKEN_HEADER: token}
             targets = [
                 ("bare aiohttp", f"http://127.0.0.1:{bare.port}{CREDENTIALS_PATH}", headers),

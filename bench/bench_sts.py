@@ -48,7 +48,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,7 @@ from aiohttp import web  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 
+from bench.children import ChildServers  # noqa: E402
 from tests.support.broker_proc import REGION, BrokerProcess, Creds, free_port  # noqa: E402
 from tests.support.oidc_issuer import OidcIssuer, trust_policy  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -291,48 +291,11 @@ def run_hello_server(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, reuse_port=True, print=None, access_log=None)
 
 
-class HelloServer:
+def hello_server(processes: int) -> ChildServers:
     """``processes`` hello-world processes sharing one port (``SO_REUSEPORT``)."""
-
-    def __init__(self, processes: int) -> None:
-        self.port = free_port()
-        self.processes = processes
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
-
-    def start(self) -> HelloServer:
-        script = str(Path(__file__).resolve())
-        for _ in range(self.processes):
-            self.procs.append(
-                subprocess.Popen([sys.executable, script, "--hello-server", str(self.port)])
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in self.procs):
-                raise RuntimeError("the hello-world server exited at start-up")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=1),
-            ):
-                time.sleep(0.3)  # let the sibling processes bind as well
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("the hello-world server did not start")
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs = []
+    port = free_port()
+    script = str(Path(__file__).resolve())
+    return ChildServers(script, ["--hello-server", str(port)], port, processes, settle=0.3)
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -917,7 +880,7 @@ async def run_config(
         env["BROKER_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
     env.update(FEDERATION_ENV)
     broker = BrokerProcess(tmp / f"data-w{workers}", store=args.store, env=env, workers=workers)
-    hello = HelloServer(workers)
+    hello = hello_server(workers)
     issuer = OidcIssuer(algorithms=("RS256",))
     own = os.sched_getaffinity(0)
     try:
