@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.support.broker_proc import REGION, BrokerProcess, free_port
+from tests.support.sdk import run_boto3_caller, service_trust
 
 ACCOUNT = "111122223333"
 ROLE = "app-role"
@@ -31,26 +32,7 @@ ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"
 INLINE_TOKEN = "inline-token-0123456789abcdef"
 FILE_TOKEN = "file-token-0123456789abcdef"
 PATH = "/v1/credentials"
-TRUST_ECS = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
-
-CALLER_SCRIPT = """
-import json, boto3
-session = boto3.Session()
-creds = session.get_credentials()
-ident = session.client("sts").get_caller_identity()
-print(json.dumps({"method": creds.method, "arn": ident["Arn"]}))
-"""
+TRUST_ECS = service_trust("ecs-tasks.amazonaws.com")
 
 
 def write_config(path: Path, port: int, token_file: Path, extra_mapping: str = "") -> None:
@@ -119,17 +101,7 @@ def sdk_env(tmp: Path, extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def run_caller(tmp: Path, extra: Mapping[str, str]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-c", CALLER_SCRIPT],
-        env=sdk_env(tmp, extra),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert isinstance(doc, dict)
-    return doc
+    return run_boto3_caller(sdk_env(tmp, extra))
 
 
 def test_boto3_with_an_authorization_token(container: Container, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from broker.core.totp import STEP_SECONDS, totp_code
 from broker.delivery_cli import REFRESH_BEFORE_SECONDS
 from tests.support.broker_proc import REGION, REPO, BrokerProcess, Creds
 from tests.support.oidc_issuer import OidcIssuer, trust_policy
+from tests.support.sdk import write_aws_files
 
 AWS = Path(sys.executable).parent / "aws"
 EXTERNAL_ID = "cp-external-7"
@@ -132,22 +133,7 @@ class Home:
         return self.xdg_cache / "broker" / "credential-process"
 
     def write(self, profiles: dict[str, dict[str, str]], keys: dict[str, Creds]) -> None:
-        lines: list[str] = []
-        for name, values in profiles.items():
-            lines += [f"[profile {name}]", f"region = {REGION}"]
-            lines += [f"{k} = {v}" for k, v in values.items()]
-            lines.append("")
-        self.config.write_text("\n".join(lines), encoding="utf-8")
-        creds: list[str] = []
-        for name, key in keys.items():
-            creds += [
-                f"[{name}]",
-                f"aws_access_key_id = {key.access_key_id}",
-                f"aws_secret_access_key = {key.secret_access_key}",
-                "",
-            ]
-        self.credentials.write_text("\n".join(creds), encoding="utf-8")
-        self.credentials.chmod(0o600)
+        write_aws_files(self.config, self.credentials, profiles, keys, {"region": REGION})
 
     def environment(self) -> dict[str, str]:
         """No inherited ``AWS_*``/``BROKER_*`` variable; our files, HOME and cache."""

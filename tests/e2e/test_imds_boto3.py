@@ -26,6 +26,7 @@ import aiohttp
 import pytest
 
 from tests.support.broker_proc import REGION, BrokerProcess, Creds, free_port
+from tests.support.sdk import run_boto3_caller, service_trust
 
 ACCOUNT = "111122223333"
 WEB = ("127.0.0.1", "i-0123456789abcdef0", "web", "web-role")
@@ -36,26 +37,7 @@ SWAP_B = "swap-b"
 TTL = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN = "X-aws-ec2-metadata-token"
 CREDS = "/latest/meta-data/iam/security-credentials/"
-TRUST_EC2 = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "ec2.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-)
-
-CALLER_SCRIPT = """
-import json, boto3
-session = boto3.Session()
-creds = session.get_credentials()
-ident = session.client("sts").get_caller_identity()
-print(json.dumps({"method": creds.method, "arn": ident["Arn"]}))
-"""
+TRUST_EC2 = service_trust("ec2.amazonaws.com")
 
 
 def instance_table(*instances: tuple[str, str, str, str]) -> str:
@@ -179,17 +161,7 @@ def sdk_env(tmp: Path, extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def run_caller(tmp: Path, extra: Mapping[str, str]) -> dict[str, str]:
-    out = subprocess.run(
-        [sys.executable, "-c", CALLER_SCRIPT],
-        env=sdk_env(tmp, extra),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert isinstance(doc, dict)
-    return doc
+    return run_boto3_caller(sdk_env(tmp, extra))
 
 
 # -- unchanged SDKs ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import pytest
 
 from broker.core.totp import STEP_SECONDS, totp_code
 from tests.support.broker_proc import REGION, BrokerProcess, Creds
+from tests.support.sdk import write_aws_files
 
 AWS = Path(sys.executable).parent / "aws"
 EXTERNAL_ID = "ext-id-4242"
@@ -64,25 +65,10 @@ class Profiles:
 
     def write(self, sections: dict[str, dict[str, str]], keys: dict[str, Creds]) -> None:
         """Write ``[profile NAME]`` sections and the static keys of source profiles."""
-        lines: list[str] = []
-        for name, values in sections.items():
-            lines.append(f"[profile {name}]")
-            lines.append(f"region = {REGION}")
-            if self.endpoint_in_profiles:
-                lines.append(f"endpoint_url = {self.endpoint}")
-            lines += [f"{k} = {v}" for k, v in values.items()]
-            lines.append("")
-        self.config.write_text("\n".join(lines), encoding="utf-8")
-        creds: list[str] = []
-        for name, key in keys.items():
-            creds += [
-                f"[{name}]",
-                f"aws_access_key_id = {key.access_key_id}",
-                f"aws_secret_access_key = {key.secret_access_key}",
-                "",
-            ]
-        self.credentials.write_text("\n".join(creds), encoding="utf-8")
-        self.credentials.chmod(0o600)
+        common = {"region": REGION}
+        if self.endpoint_in_profiles:
+            common["endpoint_url"] = self.endpoint
+        write_aws_files(self.config, self.credentials, sections, keys, common)
 
     def environment(self) -> dict[str, str]:
         """A hermetic environment: no inherited ``AWS_*`` variable, files and HOME ours."""
