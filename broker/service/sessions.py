@@ -23,10 +23,18 @@ from broker.core.arn import parse_arn
 from broker.core.tokens import SessionClaims
 from broker.errors import NoSuchEntityError, UnavailableError, ValidationError
 from broker.service.cache import Generations
-from broker.service.txn import Doc, Txn, read, scan, transact
+from broker.service.txn import Doc, Txn, decode, read, scan, transact
 from broker.store.base import Store, StoreUnavailable
 
 REVOKE_OLDER_POLICY = "AWSRevokeOlderSessions"
+
+
+def session_doc(session_id: str, stored: Doc) -> Doc:
+    """Return a ``session/<sid>`` record as the API shows it: with its id and every field.
+
+    The record leaves out what its key says and facts that are absent (see ``StsService``).
+    """
+    return {"source_ip": None, "source_identity": None, **stored, "sid": session_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +105,12 @@ class SessionService:
         now = self._clock.now().timestamp()
         revoked = {d["sid"] for d in await scan(self._store, account, "revoked/")}
         out = []
-        for doc in await scan(self._store, account, "session/"):
+        try:
+            records = await self._store.scan(account, "session/")
+        except StoreUnavailable:
+            raise UnavailableError() from None
+        for rec in records:
+            doc = session_doc(rec.key.removeprefix("session/"), decode(rec.value))
             if doc["expires_at"] <= now:
                 continue
             if role_arn is not None and doc["issuer"] != role_arn:
@@ -113,7 +126,7 @@ class SessionService:
         for account in accounts:
             doc = await read(self._store, account, f"session/{session_id}")
             if doc is not None and doc["expires_at"] > now:
-                return account, doc
+                return account, session_doc(session_id, doc)
         raise NoSuchEntityError(f"No live session with id {session_id}.")
 
     # -- revocation --------------------------------------------------------------------------
@@ -125,6 +138,7 @@ class SessionService:
             doc = await txn.get(f"session/{session_id}")
             if doc is None or doc["expires_at"] <= self._clock.now().timestamp():
                 raise NoSuchEntityError(f"No live session with id {session_id}.")
+            doc = session_doc(session_id, doc)
             txn.put(
                 f"revoked/{session_id}",
                 {"sid": session_id, "at": iso8601(self._clock.now())},

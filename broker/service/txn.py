@@ -71,9 +71,19 @@ class Txn:
                 self._cache[key] = None if rec is None else decode(rec.value)
         return [await self.get(k) for k in keys]
 
-    def put(self, key: str, doc: Doc, *, expires_at: float | None = None) -> None:
-        """Stage a create/replace of ``key``."""
-        self._writes[key] = Put(encode(doc), expires_at)
+    def put(
+        self, key: str, doc: Doc, *, expires_at: float | None = None, listed: bool = True
+    ) -> None:
+        """Stage a create/replace of ``key`` (``listed=False``: see ``Put``)."""
+        self._writes[key] = Put(encode(doc), expires_at, listed)
+
+    def expect_absent(self, key: str) -> None:
+        """Require ``key`` not to exist at commit, without reading it first.
+
+        The commit fails with ``VersionConflict`` (and :func:`transact` retries) when it
+        exists: a create-if-absent in one round trip.
+        """
+        self._expect[key] = 0
 
     def delete(self, key: str) -> None:
         """Stage a delete of ``key``."""

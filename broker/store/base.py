@@ -16,6 +16,7 @@ Guarantees (checked by ``tests/store/suite.py`` on every backend):
 * **Idempotent delete.** Deleting an absent record is not an error (unless it is in ``expect``).
 * **Ordered scans.** :meth:`Store.scan` returns records whose key starts with ``prefix`` in
   byte order of the key, after ``start_after`` when given, at most ``limit`` of them.
+  Records written with ``Put(listed=False)`` may be left out (point reads always see them).
 * **Generations.** Each namespace has a generation counter that every commit with
   ``bump=True`` (the default) increases. Nodes cache derived state (compiled policies, key
   lookups) per generation and drop it when the generation moves.
@@ -72,10 +73,15 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Put:
-    """A write of ``value`` (JSON bytes), optionally expiring at ``expires_at`` (epoch s)."""
+    """A write of ``value`` (JSON bytes), optionally expiring at ``expires_at`` (epoch s).
+
+    ``listed=False`` marks a point-lookup record: backends may leave it out of
+    :meth:`Store.scan` (Redis keeps no index entry for it, saving memory per record).
+    """
 
     value: bytes
     expires_at: float | None = None
+    listed: bool = True
 
 
 Write = Put | None
@@ -155,6 +161,8 @@ def check_commit_args(writes: Mapping[str, Write], expect: Mapping[str, int]) ->
             continue
         if not isinstance(write, Put) or not isinstance(write.value, bytes):
             raise TypeError("writes must map to Put (with bytes value) or None")
+        if not isinstance(write.listed, bool):
+            raise TypeError("Put.listed must be a bool")
         if write.expires_at is not None and not (
             math.isfinite(write.expires_at) and 0 <= write.expires_at <= MAX_EXPIRES_AT
         ):

@@ -3,9 +3,15 @@
 Key design (the namespace is the Redis Cluster hash tag, so one namespace lives in one slot
 and a commit is a single-slot Lua script)::
 
-    <prefix>:{<ns>}:r:<key>   hash: v (value bytes), ver (version), exp (expires_at, if any)
-    <prefix>:{<ns>}:idx       sorted set of the namespace's keys, all score 0, for ordered
-                              prefix scans with ZRANGEBYLEX (byte order of the UTF-8 key)
+    <prefix>:{<ns>}:r:<key>   string: "<version>|<expires_at text or empty>|<value bytes>"
+    <prefix>:{<ns>}:idx       sorted set of the namespace's listed keys, all score 0, for
+                              ordered prefix scans with ZRANGEBYLEX (byte order of the key)
+
+A record is one string rather than a hash: a hash whose value is longer than Redis's
+``hash-max-listpack-value`` (64 bytes by default) switches to a hashtable and costs about
+200 bytes more per record, which matters for the millions of short-lived session records.
+Records written with ``Put(listed=False)`` (point-lookup only, such as a temporary access key
+id's owner) have no index entry.
     <prefix>:{<ns>}:gen       integer generation
     <prefix>:nsset            set of namespaces that were ever written
 
@@ -15,7 +21,7 @@ same round trip *before* the commit script runs, and never removed from: it is a
 the namespaces holding records, and :meth:`RedisStore.namespaces` filters out the empty ones.
 
 A commit is ONE Lua script: it checks every expected version, then applies every write
-(``DEL`` + ``HSET``, ``PEXPIREAT`` when the record expires, ``ZADD``/``ZREM`` on the index),
+(``SET``, with ``PXAT`` when the record expires, ``ZADD``/``ZREM`` on the index),
 ``INCR`` s the generation when asked and ``PUBLISH`` es ``"<ns> <gen>"`` on ``<prefix>:gen``.
 All arguments are validated before the script runs, and the script only writes after every
 check passed, so a commit is all or nothing. The script declares its flags (``#!lua``), so the
@@ -62,19 +68,21 @@ _FIELDS_PER_KEY = 6
 """ARGV entries per key in the commit script: member, expect, op, value, exp, exp_ms."""
 
 _COMMIT_LUA = """#!lua
--- KEYS[1] index, KEYS[2] generation, KEYS[2 + i] record hash of key i
+-- KEYS[1] index, KEYS[2] generation, KEYS[2 + i] record string of key i
 -- ARGV[1] ns, ARGV[2] channel, ARGV[3] bump ('1'/'0'), ARGV[4] n, then per key i
--- (base b = 4 + (i - 1) * 6): member, expected version or '-', op ('p', 'd' or '-'),
--- value, expires_at text or '', expires_at in ms
+-- (base b = 4 + (i - 1) * 6): member, expected version or '-', op ('p' listed put,
+-- 'u' unlisted put, 'd' delete or '-'), value, expires_at text or '', expires_at in ms
+local function version_of(rk)
+  local head = redis.call('GETRANGE', rk, 0, 23)
+  if head == '' then return 0 end
+  return tonumber(string.match(head, '^(%d+)|'))
+end
 local n = tonumber(ARGV[4])
 for i = 1, n do
   local b = 4 + (i - 1) * 6
   local want = ARGV[b + 2]
   if want ~= '-' then
-    local have = redis.call('HGET', KEYS[2 + i], 'ver')
-    local version = 0
-    if have then version = tonumber(have) end
-    if version ~= tonumber(want) then
+    if version_of(KEYS[2 + i]) ~= tonumber(want) then
       return {'conflict', ARGV[b + 1]}
     end
   end
@@ -83,18 +91,19 @@ for i = 1, n do
   local b = 4 + (i - 1) * 6
   local op = ARGV[b + 3]
   local rk = KEYS[2 + i]
-  if op == 'p' then
-    local old = redis.call('HGET', rk, 'ver')
-    local version = 1
-    if old then version = tonumber(old) + 1 end
-    redis.call('DEL', rk)
+  if op == 'p' or op == 'u' then
+    local version = version_of(rk) + 1
+    local packed = version .. '|' .. ARGV[b + 5] .. '|' .. ARGV[b + 4]
     if ARGV[b + 5] == '' then
-      redis.call('HSET', rk, 'v', ARGV[b + 4], 'ver', version)
+      redis.call('SET', rk, packed)
     else
-      redis.call('HSET', rk, 'v', ARGV[b + 4], 'ver', version, 'exp', ARGV[b + 5])
-      redis.call('PEXPIREAT', rk, ARGV[b + 6])
+      redis.call('SET', rk, packed, 'PXAT', ARGV[b + 6])
     end
-    redis.call('ZADD', KEYS[1], 0, ARGV[b + 1])
+    if op == 'p' then
+      redis.call('ZADD', KEYS[1], 0, ARGV[b + 1])
+    else
+      redis.call('ZREM', KEYS[1], ARGV[b + 1])
+    end
   elseif op == 'd' then
     redis.call('DEL', rk)
     redis.call('ZREM', KEYS[1], ARGV[b + 1])
@@ -201,13 +210,10 @@ class RedisStore:
             raise StoreUnavailable(f"redis store unavailable: {type(exc).__name__}") from exc
 
     async def _fetch(self, base: str, keys: Sequence[str]) -> list[Record | None]:
-        """Read the hashes of ``keys`` in one MULTI/EXEC, so they are one snapshot."""
+        """Read the records of ``keys`` with one MGET (one slot, so one snapshot)."""
         if not keys:
             return []
-        pipe = self._client.pipeline(transaction=True)
-        for key in keys:
-            pipe.hmget(self._record_key(base, key), ["v", "ver", "exp"])
-        rows = await pipe.execute()
+        rows = await self._client.mget([self._record_key(base, key) for key in keys])
         return [_record(key, row) for key, row in zip(keys, rows, strict=True)]
 
     # -- Store -----------------------------------------------------------------------------
@@ -216,7 +222,7 @@ class RedisStore:
         """Return the record at ``key`` in ``ns``, or ``None`` when absent."""
         base = self._base(ns)
         async with self._guard():
-            row = await self._client.hmget(self._record_key(base, key), ["v", "ver", "exp"])
+            row = await self._client.get(self._record_key(base, key))
         return _record(key, row)
 
     async def get_many(self, ns: str, keys: Sequence[str]) -> list[Record | None]:
@@ -376,7 +382,7 @@ class RedisStore:
                 await asyncio.sleep(retry_seconds)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def ping(self) -> None:
         """Return when Redis answers PING; raise :class:`StoreUnavailable` otherwise."""
@@ -413,11 +419,12 @@ def _write_args(planned: Mapping[str, Write], key: str) -> list[bytes | str]:
     write = planned[key]
     if write is None:
         return ["d", b"", "", ""]
+    op = "p" if write.listed else "u"
     if write.expires_at is None:
-        return ["p", write.value, "", ""]
+        return [op, write.value, "", ""]
     expires_at = float(write.expires_at)
     # Round the deadline up: Redis must never drop a record before its expires_at.
-    return ["p", write.value, repr(expires_at), str(math.ceil(expires_at * 1000))]
+    return [op, write.value, repr(expires_at), str(math.ceil(expires_at * 1000))]
 
 
 def _commit_result(result: object) -> int:
@@ -439,13 +446,17 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _record(key: str, row: Sequence[bytes | str | None]) -> Record | None:
-    value, version, expires_at = row
-    if value is None or version is None:
+def _record(key: str, packed: bytes | str | None) -> Record | None:
+    """Unpack ``"<version>|<expires_at>|<value>"`` (see the module docstring)."""
+    if packed is None:
         return None
+    raw = _raw(packed)
+    first = raw.index(b"|")
+    second = raw.index(b"|", first + 1)
+    expires_at = raw[first + 1 : second]
     return Record(
         key=key,
-        value=_raw(value),
-        version=int(version),
-        expires_at=None if expires_at is None else float(expires_at),
+        value=raw[second + 1 :],
+        version=int(raw[:first]),
+        expires_at=float(expires_at) if expires_at else None,
     )

@@ -6,6 +6,13 @@ All database work runs on one dedicated thread (a single-worker executor) that o
 serializes writers across connections and across broker processes sharing the file. A busy
 timeout makes a writer wait for the lock instead of failing, up to the call timeout.
 
+Commits are grouped: a commit queues itself, and the store thread applies every commit queued
+by then in one ``BEGIN IMMEDIATE ... COMMIT`` transaction, each inside its own ``SAVEPOINT``
+(a commit whose expected versions fail rolls back to its savepoint alone and gets
+``VersionConflict``; the others go on). One transaction, hence one WAL sync, then covers a
+whole burst of concurrent commits (session issuance under load), and no caller hears of
+success before the transaction holding its writes is durable (spec F2).
+
 Every call carries a deadline. The caller stops waiting at the call timeout (and gets
 :class:`StoreUnavailable`); the worker thread checks a slightly earlier deadline before it
 starts and again just before ``COMMIT``, and rolls back when it has passed, so a call the
@@ -27,9 +34,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -82,6 +91,32 @@ _UPSERT = """
 """
 
 
+@dataclass(slots=True)
+class _Commit:
+    """One queued commit: its arguments, its deadline and the future of its caller."""
+
+    ns: str
+    writes: dict[str, Write]
+    expect: dict[str, int]
+    bump: bool
+    deadline: float
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[int]
+
+    def settle(self, outcome: int | BaseException) -> None:
+        """Hand the outcome to the caller's loop (called on the store thread)."""
+        self.loop.call_soon_threadsafe(_settle, self.future, outcome)
+
+
+def _settle(future: asyncio.Future[int], outcome: int | BaseException) -> None:
+    if future.done():  # the caller gave up (timeout or cancellation)
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 def prefix_end(prefix: str) -> str | None:
     """Return the smallest string greater than every string that starts with ``prefix``.
 
@@ -119,6 +154,11 @@ class SqliteStore:
         self._conn = connection
         self._timeout = timeout
         self._closed = False
+        # Commits waiting for the store thread; guarded by the lock because the loop appends
+        # and the thread takes. ``_batch_queued``: a batch job is in the executor's queue.
+        self._queue: list[_Commit] = []
+        self._queue_lock = threading.Lock()
+        self._batch_queued = False
 
     @classmethod
     async def open(cls, path: Path, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> SqliteStore:
@@ -252,38 +292,82 @@ class SqliteStore:
         expect: Mapping[str, int] | None = None,
         bump: bool = True,
     ) -> int:
-        """Atomically check ``expect`` and apply ``writes``; return the namespace generation."""
+        """Atomically check ``expect`` and apply ``writes``; return the namespace generation.
+
+        The commit joins the next group transaction of the store thread (module docstring).
+        """
         planned = dict(writes)
         expected = dict(expect or {})
         check_commit_args(planned, expected)
+        if self._closed:
+            raise StoreUnavailable("sqlite store is closed")
+        loop = asyncio.get_running_loop()
+        item = _Commit(
+            ns=ns,
+            writes=planned,
+            expect=expected,
+            bump=bump,
+            deadline=time.monotonic() + self._timeout * (1.0 - _WORKER_MARGIN),
+            loop=loop,
+            future=loop.create_future(),
+        )
+        with self._queue_lock:
+            self._queue.append(item)
+            start = not self._batch_queued
+            self._batch_queued = True
+        if start:
+            try:
+                self._executor.submit(self._run_batch)
+            except RuntimeError as exc:  # the executor refuses work once close() shut it down
+                raise StoreUnavailable("sqlite store is closed") from exc
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await item.future
+        except TimeoutError as exc:
+            raise StoreUnavailable("sqlite store call timed out") from exc
 
-        def job(conn: sqlite3.Connection, deadline: float) -> int:
+    def _run_batch(self) -> None:
+        """On the store thread: apply every queued commit in one transaction."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+            self._batch_queued = False
+        now = time.monotonic()
+        live: list[_Commit] = []
+        for item in batch:
+            if now > item.deadline:
+                item.settle(StoreUnavailable("sqlite store call expired before it started"))
+            else:
+                live.append(item)
+        if not live:
+            return
+        conn = self._conn
+        outcomes: list[int | BaseException] = []
+        try:
             conn.execute("BEGIN IMMEDIATE")
-            for key, version in expected.items():
-                row = conn.execute(
-                    "SELECT version FROM records WHERE ns = ? AND key = ?", (ns, key)
-                ).fetchone()
-                if (0 if row is None else int(row[0])) != version:
-                    raise VersionConflict(key)
-            for key, write in planned.items():
-                if write is None:
-                    conn.execute("DELETE FROM records WHERE ns = ? AND key = ?", (ns, key))
-                else:
-                    expires_at = None if write.expires_at is None else float(write.expires_at)
-                    conn.execute(_UPSERT, (ns, key, write.value, expires_at))
-            if bump:
-                conn.execute(
-                    "INSERT INTO generations (ns, gen) VALUES (?, 1) "
-                    "ON CONFLICT (ns) DO UPDATE SET gen = generations.gen + 1",
-                    (ns,),
-                )
-            generation = _generation(conn, ns)
-            if time.monotonic() > deadline:
+            for item in live:
+                conn.execute("SAVEPOINT one_commit")
+                try:
+                    outcomes.append(_apply(conn, item))
+                except VersionConflict as exc:
+                    conn.execute("ROLLBACK TO one_commit")
+                    outcomes.append(exc)
+                conn.execute("RELEASE one_commit")
+            if any(
+                time.monotonic() > item.deadline
+                for item, outcome in zip(live, outcomes, strict=True)
+                if not isinstance(outcome, BaseException)
+            ):
                 raise StoreUnavailable("sqlite commit passed its deadline; rolled back")
             conn.execute("COMMIT")
-            return generation
-
-        return await self._run(job)
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            failure: BaseException = StoreUnavailable(f"sqlite error: {type(exc).__name__}")
+            outcomes = [failure] * len(live)
+        except BaseException as exc:
+            _rollback(conn)
+            outcomes = [exc] * len(live)
+        for item, outcome in zip(live, outcomes, strict=True):
+            item.settle(outcome)
 
     async def generation(self, ns: str) -> int:
         """Return the namespace's generation (0 if it never had a bumping commit)."""
@@ -391,6 +475,30 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
         except sqlite3.Error:
             pass
+
+
+def _apply(conn: sqlite3.Connection, item: _Commit) -> int:
+    """Check one commit's expectations and apply its writes; return the generation."""
+    ns = item.ns
+    for key, version in item.expect.items():
+        row = conn.execute(
+            "SELECT version FROM records WHERE ns = ? AND key = ?", (ns, key)
+        ).fetchone()
+        if (0 if row is None else int(row[0])) != version:
+            raise VersionConflict(key)
+    for key, write in item.writes.items():
+        if write is None:
+            conn.execute("DELETE FROM records WHERE ns = ? AND key = ?", (ns, key))
+        else:
+            expires_at = None if write.expires_at is None else float(write.expires_at)
+            conn.execute(_UPSERT, (ns, key, write.value, expires_at))
+    if item.bump:
+        conn.execute(
+            "INSERT INTO generations (ns, gen) VALUES (?, 1) "
+            "ON CONFLICT (ns) DO UPDATE SET gen = generations.gen + 1",
+            (ns,),
+        )
+    return _generation(conn, ns)
 
 
 def _generation(conn: sqlite3.Connection, ns: str) -> int:

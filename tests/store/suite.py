@@ -7,6 +7,7 @@ every backend. Each test starts from an empty store.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 
@@ -214,6 +215,48 @@ class StoreSuite:
             Record("gone", b"g1", 1),
         ]
         assert await store.generation(NS) == generation
+
+    async def test_concurrent_commits_succeed_or_conflict_one_by_one(self, store: Store) -> None:
+        # Many commits in flight at once (a backend may group them into one transaction):
+        # each create-if-absent of the same key but one conflicts, the others are independent,
+        # and a conflicting commit writes none of its other keys.
+        await store.commit(NS, {"taken": Put(b"x")})
+        generation = await store.generation(NS)
+
+        async def claim(i: int) -> str:
+            writes = {f"own/{i:03d}": Put(b"%d" % i), "claim": Put(b"%d" % i)}
+            try:
+                await store.commit(NS, writes, expect={"claim": 0})
+            except VersionConflict as exc:
+                return exc.key
+            return "won"
+
+        async def independent(i: int) -> int:
+            return await store.commit(NS, {f"free/{i:03d}": Put(b"f")})
+
+        async def doomed() -> str:
+            try:
+                await store.commit(NS, {"never": Put(b"n")}, expect={"taken": 0})
+            except VersionConflict as exc:
+                return exc.key
+            return "won"
+
+        outcomes = await asyncio.gather(
+            *(claim(i) for i in range(20)), *(independent(i) for i in range(20)), doomed()
+        )
+        claims, frees, last = outcomes[:20], outcomes[20:40], outcomes[40]
+        assert claims.count("won") == 1 and claims.count("claim") == 19
+        assert last == "taken"
+        winner = claims.index("won")
+        owns = await store.scan(NS, "own/")
+        assert keys_of(owns) == [f"own/{winner:03d}"]
+        assert await store.get(NS, "claim") == Record("claim", b"%d" % winner, 1)
+        assert len(await store.scan(NS, "free/")) == 20
+        assert await store.get(NS, "never") is None
+        # Every successful commit bumped the generation once and saw its own bump.
+        assert await store.generation(NS) == generation + 21
+        assert len(set(frees)) == 20
+        assert all(isinstance(g, int) and g > generation for g in frees)
 
     async def test_expect_guards_records_that_are_not_written(self, store: Store) -> None:
         await store.commit(NS, {"policy/p": Put(b"doc")})

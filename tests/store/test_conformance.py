@@ -168,12 +168,21 @@ async def test_redis_key_layout_uses_namespace_hash_tags(redis_server: RedisServ
                 "layout:nsset",
             ]
         )
-        assert await raw.hgetall(f"layout:{{{NS}}}:r:user/alice") == {
-            b"v": b"v",
-            b"ver": b"1",
-            b"exp": repr(FAR_FUTURE).encode(),
-        }
+        assert await raw.get(f"layout:{{{NS}}}:r:user/alice") == b"1|%s|v" % (
+            repr(FAR_FUTURE).encode()
+        )
         assert await raw.pexpiretime(f"layout:{{{NS}}}:r:user/alice") == int(FAR_FUTURE * 1000) + 1
+        # A second write bumps the version; a point-lookup record gets no index entry.
+        await store.commit(NS, {"user/alice": Put(b"w|x")})
+        assert await raw.get(f"layout:{{{NS}}}:r:user/alice") == b"2||w|x"
+        assert await raw.pexpiretime(f"layout:{{{NS}}}:r:user/alice") == -1
+        await store.commit(NS, {"asia/K": Put(b"s", expires_at=FAR_FUTURE, listed=False)})
+        assert await raw.zrange(f"layout:{{{NS}}}:idx", 0, -1) == [b"user/alice"]
+        rec = await store.get(NS, "asia/K")
+        assert rec is not None and (rec.value, rec.version) == (b"s", 1)
+        assert rec.expires_at == FAR_FUTURE
+        got = await store.get_many(NS, ["user/alice", "asia/K", "nope"])
+        assert [r.value if r else None for r in got] == [b"w|x", b"s", None]
         with pytest.raises(ValueError):
             await store.get("bad{ns}", "k")
     finally:
@@ -201,7 +210,7 @@ async def test_redis_publishes_generation_changes(redis_server: RedisServer) -> 
                     messages.append(message["data"])
         assert messages == [f"{NS} 1".encode(), f"{NS} 2".encode()]
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await raw.delete(*await raw.keys("pubsub:*"))
         await raw.aclose()
         await store.close()
