@@ -171,7 +171,9 @@ async def build_runtime(
     iam = IamService(store, keyring, clock, authorizer, generations)
     keys = KeyService(store, keyring, generations, clock)
     mfa = MfaService(store, keyring, clock, authorizer, generations)
-    sts = StsService(store, keys, authorizer, clock, cfg.limits, mfa=mfa.verify)
+    sts = StsService(
+        store, keys, authorizer, clock, cfg.limits, mfa=mfa.verify, generations=generations
+    )
     oidc = OidcProviderService(store, clock, authorizer, generations, cfg.federation)
     try:
         jwks = JwksCache(cfg.federation, clock)

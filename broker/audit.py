@@ -21,12 +21,15 @@ import contextlib
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TextIO
+
+import orjson
+
+from broker.core import ids
 
 EVENT_VERSION = "1.08"
 HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
@@ -233,7 +236,8 @@ def redact_response(node: object) -> JsonValue:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    m = moment.astimezone(UTC)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
 
 
 def token_digest(token: str) -> str:
@@ -390,7 +394,7 @@ class AuditEvent:
 
     def to_line(self) -> str:
         """One JSON line (with its newline)."""
-        return json.dumps(self.to_json(), separators=(",", ":"), sort_keys=False) + "\n"
+        return orjson.dumps(self.to_json(), option=orjson.OPT_APPEND_NEWLINE).decode("utf-8")
 
 
 def api_event(
@@ -433,7 +437,7 @@ def api_event(
         user_agent=user_agent,
         user_identity=identity,
         request_id=request_id,
-        event_id=event_id or str(uuid.uuid4()),
+        event_id=event_id or ids.request_id(),
         read_only=is_read_only(action),
         recipient_account_id=recipient,
         request_parameters=redact_parameters(params),
@@ -482,8 +486,8 @@ def delivery_event(
         source_ip=source_ip,
         user_agent=user_agent,
         user_identity={"type": "AWSService", "invokedBy": channel},
-        request_id=str(uuid.uuid4()),
-        event_id=str(uuid.uuid4()),
+        request_id=ids.request_id(),
+        event_id=ids.request_id(),
         read_only=True,
         recipient_account_id=_account_of(role_arn),
         event_type=SERVICE_EVENT,

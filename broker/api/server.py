@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +34,9 @@ from broker.api.query import (
 from broker.api.sts import STS_ACTIONS, UNSIGNED_STS_ACTIONS
 from broker.audit import AuditSink, api_event
 from broker.clock import Clock
-from broker.core import sigv4
+from broker.core import ids, sigv4
 from broker.core.model import ANONYMOUS, Principal, key_hint, principal_from_claims
-from broker.core.tokens import TokenExpiredError, TokenMalformedError, open_session_token
+from broker.core.tokens import OpenedTokens, TokenExpiredError, TokenMalformedError
 from broker.errors import (
     BrokerError,
     ExpiredTokenError,
@@ -127,10 +126,11 @@ class QueryApi:
 
     def __init__(self, deps: ApiDeps) -> None:
         self.deps = deps
+        self._opened = OpenedTokens()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Serve one query-protocol request."""
-        request_id = str(uuid.uuid4())
+        request_id = ids.request_id()
         namespace = IAM_NS
         # Filled in as the request goes; the finally clause audits every outcome (spec H1).
         params: dict[str, str] = {}
@@ -308,7 +308,7 @@ class QueryApi:
         await keys.current()  # reloads only when the keyring changed
         now = int(self.deps.clock.now().timestamp())
         try:
-            claims = open_session_token(token, keys.token_key_now, now=now)
+            claims = self._opened.open(token, keys.token_key_now, now=now)
         except TokenExpiredError:
             sigv4.burn_dummy_signature(signed, auth)
             raise ExpiredTokenError() from None

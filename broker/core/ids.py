@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 import secrets
 from collections.abc import Callable
@@ -99,3 +100,15 @@ def new_account_id(rng: Rng = secrets.token_bytes) -> str:
 def is_account_id(text: str) -> bool:
     """Tell whether ``text`` is a 12-digit account id (leading zeros allowed)."""
     return _ACCOUNT_RE.fullmatch(text) is not None
+
+
+_VARIANT = "89ab"
+
+
+def request_id() -> str:
+    """Return a random version-4 UUID text, for request and event ids.
+
+    Same format as ``str(uuid.uuid4())`` at less than half the cost (no ``UUID`` object).
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"

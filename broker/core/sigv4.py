@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
@@ -120,6 +120,13 @@ class SigV4Auth:
     """``X-Amz-Expires`` when presigned; ``None`` when absent or not a plain integer."""
     security_token: str | None
     """``X-Amz-Security-Token`` header or query parameter."""
+    amz_date_text: str = field(default="", compare=False)
+    """``amz_date`` in the ``YYYYMMDDTHHMMSSZ`` form when it came in that form (saves
+    formatting it again for the string to sign); empty otherwise."""
+
+    def date_text(self) -> str:
+        """``amz_date`` as ``YYYYMMDDTHHMMSSZ``."""
+        return self.amz_date_text or self.amz_date.strftime(AMZ_DATE_FORMAT)
 
 
 # -- parsing -----------------------------------------------------------------------------
@@ -175,8 +182,10 @@ def _parse_header_auth(req: SignedRequest, value: str) -> SigV4Auth:
     amz_dates = _values(req.headers, "x-amz-date")
     if len(amz_dates) > 1:
         raise IncompleteSignatureError("Only one X-Amz-Date header is allowed.")
+    amz_date_text = ""
     if amz_dates:
-        amz_date = _parse_amz_date(amz_dates[0].strip())
+        amz_date_text = amz_dates[0].strip()
+        amz_date = _parse_amz_date(amz_date_text)
     else:
         http_dates = _values(req.headers, "date")
         if len(http_dates) != 1:
@@ -200,6 +209,7 @@ def _parse_header_auth(req: SignedRequest, value: str) -> SigV4Auth:
         presigned=False,
         expires=None,
         security_token=tokens[0].strip() if tokens else None,
+        amz_date_text=amz_date_text,
     )
 
 
@@ -249,6 +259,7 @@ def _parse_query_auth(req: SignedRequest) -> SigV4Auth:
         presigned=True,
         expires=expires,
         security_token=token,
+        amz_date_text=params[_QUERY_DATE],
     )
 
 
@@ -280,7 +291,16 @@ def _parse_amz_date(text: str) -> datetime:
     if _AMZ_DATE_RE.fullmatch(text) is None:
         raise IncompleteSignatureError("X-Amz-Date must be in the ISO 8601 basic format.")
     try:
-        return datetime.strptime(text, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+        # The pattern fixed every position; int() of digit slices beats strptime tenfold.
+        return datetime(
+            int(text[0:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[9:11]),
+            int(text[11:13]),
+            int(text[13:15]),
+            tzinfo=UTC,
+        )
     except ValueError:
         raise IncompleteSignatureError("X-Amz-Date is not a valid date.") from None
 
@@ -394,7 +414,7 @@ def string_to_sign(auth: SigV4Auth, canonical: str) -> str:
     return "\n".join(
         (
             ALGORITHM,
-            auth.amz_date.strftime(AMZ_DATE_FORMAT),
+            auth.date_text(),
             f"{auth.date}/{auth.region}/{auth.service}/{SCOPE_TERMINATOR}",
             hashlib.sha256(_utf8(canonical)).hexdigest(),
         )
@@ -454,7 +474,7 @@ def verify_request(
         raise SignatureDoesNotMatchError(
             "Credential should be scoped to a valid service for this endpoint."
         )
-    request_date = auth.amz_date.strftime("%Y%m%d")
+    request_date = auth.date_text()[:8]
     if auth.date != request_date:
         raise SignatureDoesNotMatchError(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "

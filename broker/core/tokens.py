@@ -407,6 +407,46 @@ def open_session_token(
     return claims
 
 
+class OpenedTokens:
+    """A bounded memo of session tokens already opened, keyed by the exact token text.
+
+    A client signs many requests with one session token; opening it (base64, AES-GCM,
+    inflate, JSON, claim checks) is the largest cost of authenticating temporary
+    credentials. An entry keeps the key object that opened the token and is used only while
+    ``keys(kid)`` still returns that very object, so a retired or reloaded key is never
+    trusted from memory; expiry is checked on every call. Oldest entries go first when full.
+    """
+
+    def __init__(self, max_entries: int = 8192) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self._max = max_entries
+        self._entries: dict[str, tuple[TokenKey, SessionClaims]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def open(
+        self, token: str, keys: Callable[[str], TokenKey | None], *, now: int
+    ) -> SessionClaims:
+        """Like :func:`open_session_token`, from memory when ``token`` was opened before."""
+        hit = self._entries.get(token)
+        if hit is not None:
+            key, claims = hit
+            if keys(key.kid) is key:
+                if now >= claims.expires_at:
+                    raise TokenExpiredError(claims)
+                return claims
+            del self._entries[token]
+        claims = open_session_token(token, keys, now=now)
+        opener = keys(token_kid(token) or "")
+        if opener is not None:
+            if len(self._entries) >= self._max:
+                del self._entries[next(iter(self._entries))]
+            self._entries[token] = (opener, claims)
+        return claims
+
+
 def token_kid(token: str) -> str | None:
     """Return the key id named in ``token`` without authenticating it; ``None`` if unreadable.
 

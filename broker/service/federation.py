@@ -87,7 +87,6 @@ from broker.errors import (
 )
 from broker.service.authz import REQUEST_FACTS
 from broker.service.sts import ROLE_SESSION_DEFAULT_SECONDS, IssuedSession, StsService
-from broker.service.txn import read
 from broker.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -752,7 +751,7 @@ class FederationService:
             raise ValidationError(f"{inp.role_arn} is invalid")
         account = arn.account
         identity = await self.verify_token(account, inp.token)
-        role = await read(self._store, account, f"role/{arn.resource.rsplit('/', 1)[1].lower()}")
+        role = await self._sts.read_role(account, arn.resource.rsplit("/", 1)[1])
         if role is None or role["arn"] != inp.role_arn:
             raise AccessDeniedError(NOT_AUTHORIZED)
         extra: dict[str, ContextValue] = {"sts:RoleSessionName": inp.session_name}

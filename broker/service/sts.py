@@ -38,13 +38,16 @@ from broker.errors import (
     InvalidParameterValueError,
     PackedPolicyTooLargeError,
     ThrottledError,
+    UnavailableError,
     ValidationError,
 )
 from broker.service.authz import REQUEST_FACTS, Authorizer
+from broker.service.cache import Generations
 from broker.service.keys import KeyService
 from broker.service.managed import BY_ARN as AWS_POLICIES
+from broker.service.reads import RecordCache
 from broker.service.txn import Doc, Txn, read, transact
-from broker.store.base import GLOBAL_NS, Store, VersionConflict
+from broker.store.base import GLOBAL_NS, Store, StoreUnavailable
 
 ROLE_SESSION_DEFAULT_SECONDS = 3600
 ROLE_SESSION_MIN_SECONDS = 900
@@ -103,8 +106,11 @@ class StsService:
         limits: LimitsConfig,
         mfa: MfaVerifier | None = None,
         rng: Callable[[int], bytes] = secrets.token_bytes,
+        generations: Generations | None = None,
     ) -> None:
         self._store = store
+        self._generations = generations
+        self._reads = RecordCache(store, generations) if generations is not None else None
         self._keys = keys
         self._authz = authz
         self.authorizer = authz
@@ -116,6 +122,21 @@ class StsService:
         self._trust_cache: dict[str, CompiledPolicy] = {}
 
     # -- shared steps ----------------------------------------------------------------------
+
+    async def read_role(self, account: str, name: str) -> Doc | None:
+        """Return the role record ``name`` of ``account`` (cached per account generation).
+
+        Trust policy and duration changes reach this node's cache as every other IAM change
+        does: at once from its own commits, within the propagation time from other nodes'.
+        """
+        key = f"role/{name.lower()}"
+        if self._reads is None or self._generations is None:
+            return await read(self._store, account, key)
+        try:
+            await self._generations.watch(account)
+        except StoreUnavailable:
+            raise UnavailableError() from None
+        return await self._reads.get(account, key)
 
     def _throttle(self, principal_arn: str, role_arn: str | None = None) -> None:
         now = self._clock.monotonic()
@@ -188,8 +209,7 @@ class StsService:
 
         async def record(txn: Txn) -> SessionClaims:
             akid = ids.new_access_key_id("ASIA", account, self._rng)
-            if await txn.get(f"asia/{akid}") is not None:
-                raise VersionConflict(f"asia/{akid}")  # id clash among live sessions: retry
+            txn.expect_absent(f"asia/{akid}")  # an id clash among live sessions retries
             claims = SessionClaims(
                 access_key_id=akid,
                 secret_access_key=secret,
@@ -217,23 +237,23 @@ class StsService:
             )
             expires = float(claims.expires_at)
             txn.bump = False  # sessions never change what caches derive
-            txn.put(f"asia/{akid}", {"sid": session_id}, expires_at=expires)
-            txn.put(
-                f"session/{session_id}",
-                {
-                    "sid": session_id,
-                    "akid": akid,
-                    "kind": kind,
-                    "arn": principal_arn,
-                    "issuer": issuer_arn,
-                    "caller": caller_arn,
-                    "source_ip": facts_ip,
-                    "source_identity": source_identity,
-                    "issued_at": now,
-                    "expires_at": claims.expires_at,
-                },
-                expires_at=expires,
-            )
+            txn.put(f"asia/{akid}", {"sid": session_id}, expires_at=expires, listed=False)
+            # The session id is the key and absent facts are left out: every byte counts
+            # when millions of sessions live in Redis (``SessionService`` restores them).
+            session: Doc = {
+                "akid": akid,
+                "kind": kind,
+                "arn": principal_arn,
+                "issuer": issuer_arn,
+                "caller": caller_arn,
+                "issued_at": now,
+                "expires_at": claims.expires_at,
+            }
+            if facts_ip:
+                session["source_ip"] = facts_ip
+            if source_identity is not None:
+                session["source_identity"] = source_identity
+            txn.put(f"session/{session_id}", session, expires_at=expires)
             return claims
 
         claims = await transact(self._store, account, record)
@@ -317,7 +337,7 @@ class StsService:
             raise ValidationError(f"{inp.role_arn} is invalid")
         role_account, role_name = arn.account, arn.resource.rsplit("/", 1)[1]
         self._throttle(caller.arn, inp.role_arn)
-        role = await read(self._store, role_account, f"role/{role_name.lower()}")
+        role = await self.read_role(role_account, role_name)
         not_authorized = AccessDeniedError(
             f"User: {caller.arn} is not authorized to perform: sts:AssumeRole "
             f"on resource: {inp.role_arn}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -162,3 +163,14 @@ def test_account_id_rejects_draws_that_would_bias_it() -> None:
 )
 def test_is_account_id(text: str, expected: bool) -> None:
     assert ids.is_account_id(text) is expected
+
+
+def test_request_ids_are_version_4_uuids() -> None:
+    seen = set()
+    for _ in range(2000):
+        text = ids.request_id()
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        seen.add(text)
+    assert len(seen) == 2000

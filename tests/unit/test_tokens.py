@@ -19,6 +19,7 @@ from broker.core.tokens import (
     MAX_PACKED_BYTES,
     MAX_TOKEN_CHARS,
     TOKEN_VERSION,
+    OpenedTokens,
     SessionClaims,
     TokenExpiredError,
     TokenKey,
@@ -603,3 +604,59 @@ def test_packed_percent_counts_every_input() -> None:
     base = packed_policy_percent("{}", [], [])
     assert packed_policy_percent("{}", POLICY_ARNS, []) > base
     assert packed_policy_percent("{}", [], TAGS) > base
+
+
+# -- the memo of opened tokens --------------------------------------------------------------
+
+
+def test_opened_tokens_remember_and_still_check_expiry() -> None:
+    token = seal_session_token(CLAIMS, KEY)
+    calls: list[str] = []
+    keys = _lookup(KEY)
+
+    def lookup(kid: str) -> TokenKey | None:
+        calls.append(kid)
+        return keys.get(kid)
+
+    memo = OpenedTokens(max_entries=4)
+    assert memo.open(token, lookup, now=NOW) == CLAIMS
+    assert len(memo) == 1
+    assert memo.open(token, lookup, now=NOW + 10) == CLAIMS
+    with pytest.raises(TokenExpiredError):
+        memo.open(token, lookup, now=CLAIMS.expires_at)
+
+
+def test_opened_tokens_never_trust_a_retired_or_replaced_key() -> None:
+    token = seal_session_token(CLAIMS, KEY)
+    keys = _lookup(KEY)
+    memo = OpenedTokens()
+    assert memo.open(token, keys.get, now=NOW) == CLAIMS
+    keys.clear()  # `broker keys retire`
+    with pytest.raises(TokenMalformedError):
+        memo.open(token, keys.get, now=NOW)
+    assert len(memo) == 0
+    keys[SAME_KID_OTHER_SECRET.kid] = SAME_KID_OTHER_SECRET  # same kid, other secret
+    with pytest.raises(TokenMalformedError):
+        memo.open(token, keys.get, now=NOW)
+
+
+def test_opened_tokens_do_not_remember_refused_tokens_and_stay_bounded() -> None:
+    keys = _lookup(KEY)
+    memo = OpenedTokens(max_entries=3)
+    token = seal_session_token(CLAIMS, KEY)
+    raw = bytearray(_raw(token))
+    raw[-1] ^= 1
+    with pytest.raises(TokenMalformedError):
+        memo.open(_text(bytes(raw)), keys.get, now=NOW)
+    assert len(memo) == 0
+    tokens = [
+        seal_session_token(dataclasses.replace(CLAIMS, session_id=f"{i:032x}"), KEY)
+        for i in range(5)
+    ]
+    for i, t in enumerate(tokens):
+        assert memo.open(t, keys.get, now=NOW).session_id == f"{i:032x}"
+    assert len(memo) == 3
+    # The oldest went first; opening it again works (from the key, not from memory).
+    assert memo.open(tokens[0], keys.get, now=NOW).session_id == f"{0:032x}"
+    with pytest.raises(ValueError):
+        OpenedTokens(max_entries=0)
