@@ -21,6 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from broker import metrics
 from broker.api.container import ContainerDeps, MappingTable, make_container_app
 from broker.api.imds import ImdsDeps, InstanceTable, make_imds_app
 from broker.api.server import ApiDeps, make_api_app
@@ -30,6 +31,7 @@ from broker.config import BrokerConfig, ConfigError, load_config
 from broker.core.keyring import Keyring, generate_master_key, parse_master_key
 from broker.errors import BrokerError, KeyringMismatchError
 from broker.idp import JwksCache
+from broker.service.access_tracking import AccessTracker
 from broker.service.accounts import AccountService, BootstrapResult
 from broker.service.authz import Authenticator, Authorizer
 from broker.service.cache import Generations
@@ -46,6 +48,7 @@ from broker.service.identity_tokens import IdentityTokenService
 from broker.service.keys import KeyService
 from broker.service.mfa import MfaService
 from broker.service.oidc import OidcProviderService
+from broker.service.rootguard import warn_recent_root_key_use
 from broker.service.sessions import SessionService
 from broker.service.sts import StsService
 from broker.service.tracking import KeyUsageTracker
@@ -149,11 +152,14 @@ class Runtime:
     federation: FederationService | None = None
     delivery: DeliveryService | None = None
     audit: AuditSink | None = None
+    access_tracker: AccessTracker | None = None
 
     async def close(self) -> None:
         """Flush write-behind state and close the store."""
         with contextlib.suppress(StoreError):
             await self.tracker.flush()
+        if self.access_tracker is not None:
+            await self.access_tracker.flush()  # keeps what it cannot write; never raises
         if self.federation is not None:
             await self.federation.close()
         await self.store.close()
@@ -191,6 +197,7 @@ async def build_runtime(
         iam=iam,
         accounts=AccountService(store, iam, clock),
         tracker=KeyUsageTracker(store),
+        access_tracker=AccessTracker(store),
         keys=keys,
         identity_tokens=IdentityTokenService(store, keys, authorizer, generations, clock),
         sts=sts,
@@ -281,13 +288,20 @@ def make_app(rt: Runtime) -> web.Application:
         sessions=rt.sessions,
         federation=rt.federation,
         audit=audit,
+        restrict_root_access_keys=cfg.security.restrict_root_access_keys,
+        access_tracker=rt.access_tracker,
+        signin=cfg.signin,
     )
     app = make_api_app(deps)
+    metrics.install(app, cfg.metrics)
 
     async def background(_: web.Application) -> AsyncIterator[None]:
         poll = cfg.store.generation_poll_seconds
         audit.start()
         tasks = [asyncio.create_task(_every(cfg.tracking.flush_seconds, rt.tracker.flush))]
+        if rt.access_tracker is not None:
+            flush = rt.access_tracker.flush
+            tasks.append(asyncio.create_task(_every(cfg.tracking.flush_seconds, flush)))
         follow = getattr(rt.store, "follow_generations", None)
         if follow is not None:
             # Pub/sub carries other nodes' changes at once; polling stays as a safety net.
@@ -457,6 +471,10 @@ def serve(cfg: BrokerConfig) -> int:
         rt = await build_runtime(cfg)
         try:
             await bootstrap(rt)
+            # Root access keys in use beyond setting up administrators: say so at start-up.
+            await warn_recent_root_key_use(
+                rt.store, await rt.accounts.list_accounts(), rt.clock.now()
+            )
         finally:
             await rt.close()
 
@@ -477,6 +495,7 @@ def serve(cfg: BrokerConfig) -> int:
     if cfg.server.workers == 1:
         _serve_worker(cfg, reuse_port=False)
         return 0
+    metrics.prepare_workers(cfg)  # before the spawn: each worker inherits the directory
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=_serve_worker, args=(cfg, True, index == 0), daemon=False)

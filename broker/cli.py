@@ -1,4 +1,4 @@
-"""CLI: ``broker serve | check-config | account | keys | audit | credential-process``.
+"""CLI: ``broker serve | check-config | account | keys | audit | policy | credential-process``.
 
 Every admin subcommand takes the same ``--config/--data-dir/--store/--redis-url`` flags as
 ``serve`` and prints JSON on stdout; errors go to stderr with a non-zero exit status.
@@ -19,6 +19,14 @@ from broker.delivery_cli import add_credential_process_arguments
 
 if TYPE_CHECKING:
     from broker.service.keys import KeyInfo
+
+POLICY_TYPES = (
+    "IDENTITY_POLICY",
+    "RESOURCE_POLICY",
+    "SERVICE_CONTROL_POLICY",
+    "RESOURCE_CONTROL_POLICY",
+)
+"""``broker policy validate --type`` values (Access Analyzer's ``PolicyType``)."""
 
 
 def _store_flags(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +96,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="only events whose field KEY (dotted for nested fields) equals VALUE; repeatable",
     )
     tail.add_argument("-n", type=int, default=20, help="how many events (default 20)")
+
+    policy = sub.add_parser("policy", help="policy checks and account findings")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    p_validate = policy_sub.add_parser(
+        "validate",
+        help="check a policy document like Access Analyzer's ValidatePolicy "
+        "(exit 1 on ERROR or SECURITY_WARNING findings)",
+    )
+    p_validate.add_argument("file", help="the policy document ('-' reads stdin)")
+    p_validate.add_argument(
+        "--type",
+        dest="policy_type",
+        default="IDENTITY_POLICY",
+        choices=POLICY_TYPES,
+        help="policy type (default IDENTITY_POLICY)",
+    )
+    p_validate.add_argument(
+        "--resource-type",
+        help="with RESOURCE_POLICY: validatePolicyResourceType, "
+        "e.g. AWS::IAM::AssumeRolePolicyDocument for a role trust policy",
+    )
+    p_findings = policy_sub.add_parser(
+        "findings", help="an account's unused-access and credential-hygiene findings"
+    )
+    _store_flags(p_findings)
+    p_findings.add_argument("--account", required=True, help="12-digit account id")
+    p_findings.add_argument(
+        "--unused-days", type=int, default=90, help="unused threshold in days (default 90)"
+    )
 
     process = sub.add_parser(
         "credential-process", help="print role credentials for an SDK's credential_process"
@@ -227,6 +264,51 @@ def _audit_tail(cfg: BrokerConfig, filters: Sequence[str], count: int) -> int:
     return 0
 
 
+def _policy_validate(args: argparse.Namespace) -> int:
+    """``broker policy validate FILE``: print the findings; 1 when any blocks, 2 on bad input."""
+    from broker.core.policy.findings import (
+        RESOURCE_TYPES,
+        PolicyType,
+        has_blocking,
+        validate_policy,
+    )
+
+    ptype = PolicyType(args.policy_type)
+    if args.resource_type is not None and (
+        ptype is not PolicyType.RESOURCE_POLICY or args.resource_type not in RESOURCE_TYPES
+    ):
+        kinds = ", ".join(RESOURCE_TYPES)
+        raise ConfigError([f"--resource-type needs --type RESOURCE_POLICY and one of: {kinds}"])
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8") as fh:
+                text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read {args.file}: {exc}"]) from None
+    findings = validate_policy(text, ptype, args.resource_type)
+    _print({"findings": [f.to_json() for f in findings]})
+    return 1 if has_blocking(findings) else 0
+
+
+async def _policy_findings(cfg: BrokerConfig, account: str, unused_days: int) -> object:
+    """``broker policy findings --account ID``: the account's findings."""
+    from broker.app import build_runtime
+    from broker.core.ids import is_account_id
+    from broker.service.findings import AccountFindings
+
+    if not is_account_id(account):
+        raise ConfigError([f"--account must be 12 digits, not {account!r}"])
+    if unused_days < 1:
+        raise ConfigError([f"--unused-days must be at least 1, not {unused_days}"])
+    rt = await build_runtime(cfg)
+    try:
+        return await AccountFindings(rt.store, rt.clock).account_findings(account, unused_days)
+    finally:
+        await rt.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``broker`` console script."""
     args = build_parser().parse_args(argv)
@@ -243,7 +325,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stdout.write(generate_master_key() + "\n")
             return 0
+        if args.command == "policy" and args.policy_command == "validate":
+            return _policy_validate(args)
         cfg = _config(args)
+        if args.command == "policy":
+            from broker.errors import BrokerError
+            from broker.store.base import StoreError
+
+            try:
+                _print(asyncio.run(_policy_findings(cfg, args.account, args.unused_days)))
+            except BrokerError as exc:
+                sys.stderr.write(f"broker: {exc.code}: {exc.message}\n")
+                return 1
+            except StoreError as exc:
+                sys.stderr.write(f"broker: the {cfg.store.backend} store failed: {exc}\n")
+                return 1
+            return 0
         if args.command == "check-config":
             _print({"ok": True, "source": cfg.source, "store": cfg.store.backend})
             return 0

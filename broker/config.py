@@ -30,6 +30,14 @@ DEFAULT_CLOCK_SKEW_SECONDS = 900
 DEFAULT_FLUSH_SECONDS = 2.0
 DEFAULT_STORE_TIMEOUT_SECONDS = 0.5
 DEFAULT_GENERATION_POLL_SECONDS = 0.25
+DEFAULT_METRICS_FLUSH_SECONDS = 1.0
+"""How often each of several workers publishes its cache and process metrics."""
+DEFAULT_HASH_TIME_COST = 2
+DEFAULT_HASH_MEMORY_KIB = 19 * 1024
+"""Argon2id password hashing defaults (spec/security.md E4: t >= 2, m >= 19 MiB, p = 1)."""
+DEFAULT_SIGNIN_SESSION_SECONDS = 43200
+SIGNIN_SESSION_MIN_SECONDS, SIGNIN_SESSION_MAX_SECONDS = 900, 129600
+"""A sign-in session is a GetSessionToken-style session: 15 minutes to 36 hours."""
 
 SAFE_JWT_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -112,6 +120,7 @@ class SecurityConfig:
     master_key_file: str = ""
     clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    restrict_root_access_keys: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +210,22 @@ class AuditConfig:
 
 @dataclass(frozen=True, slots=True)
 class SigninConfig:
-    """``[signin]``: console sign-in protection."""
+    """``[signin]``: console sign-in protection, password hashing and sign-in sessions."""
 
     max_failures: int = 5
     lockout_seconds: int = 300
+    hash_time_cost: int = DEFAULT_HASH_TIME_COST
+    hash_memory_kib: int = DEFAULT_HASH_MEMORY_KIB
+    hash_parallelism: int = 1
+    session_seconds: int = DEFAULT_SIGNIN_SESSION_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``[metrics]``: Prometheus metrics at ``GET /metrics`` on the API listener."""
+
+    enabled: bool = True
+    flush_seconds: float = DEFAULT_METRICS_FLUSH_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +244,7 @@ class BrokerConfig:
     container: ContainerConfig = field(default_factory=ContainerConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     signin: SigninConfig = field(default_factory=SigninConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Standalone values (environment only).
     master_key: Secret | None = None
     root_access_key_id: str = ""
@@ -248,6 +270,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "container": ContainerConfig,
     "audit": AuditConfig,
     "signin": SigninConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -469,8 +492,27 @@ def validate(cfg: BrokerConfig) -> list[str]:
             "[limits] issue rates must be >= 0 and issue_burst >= 1",
         ),
         (
+            cfg.signin.max_failures < 1 or cfg.signin.lockout_seconds < 1,
+            "[signin] max_failures and lockout_seconds must be at least 1",
+        ),
+        (
+            cfg.signin.hash_time_cost < 1
+            or cfg.signin.hash_parallelism < 1
+            or cfg.signin.hash_memory_kib < 8 * max(cfg.signin.hash_parallelism, 1),
+            "[signin] hash_time_cost and hash_parallelism must be at least 1 and "
+            "hash_memory_kib at least 8 per lane",
+        ),
+        (
+            not SIGNIN_SESSION_MIN_SECONDS
+            <= cfg.signin.session_seconds
+            <= SIGNIN_SESSION_MAX_SECONDS,
+            f"[signin] session_seconds must be between {SIGNIN_SESSION_MIN_SECONDS} and "
+            f"{SIGNIN_SESSION_MAX_SECONDS}",
+        ),
+        (
             bool(cfg.root_access_key_id) != (cfg.root_secret_access_key is not None),
             "BROKER_ROOT_ACCESS_KEY_ID and BROKER_ROOT_SECRET_ACCESS_KEY must be set together",
         ),
+        (cfg.metrics.flush_seconds <= 0, "[metrics] flush_seconds must be positive"),
     ]
     return [message for bad, message in checks if bad]

@@ -45,6 +45,12 @@ from ``broker``.
     ├── JwtPayloadSizeExceededError (JWTPayloadSizeExceededException 400)
     ├── FeatureEnabledError (FeatureEnabled 409)   FeatureDisabledError (FeatureDisabled 404)
     ├── InvalidAuthenticationCodeError (InvalidAuthenticationCode 403)
+    ├── PasswordPolicyViolationError (PasswordPolicyViolation 400)
+    ├── InvalidUserTypeError (InvalidUserType 400)
+    ├── EntityTemporarilyUnmodifiableError (EntityTemporarilyUnmodifiable 409)
+    ├── CredentialReportNotPresentError (ReportNotPresent 410)
+    ├── CredentialReportExpiredError (ReportExpired 410)
+    ├── CredentialReportNotReadyError (ReportInProgress 404)
     ├── UnavailableError (ServiceUnavailable 503)
     └── InternalFailureError (InternalFailure 500)
         └── KeyringMismatchError (a stored key cannot be opened with this master key)
@@ -397,6 +403,64 @@ class InvalidAuthenticationCodeError(BrokerError):
     status = 403
     fault = "Sender"
     default_message = "Authentication code for device is not valid."
+
+
+class PasswordPolicyViolationError(BrokerError):
+    """Raised when a new console password breaks the account password policy."""
+
+    code = "PasswordPolicyViolation"
+    status = 400
+    fault = "Sender"
+    default_message = "Password does not conform to the account password policy."
+
+
+class InvalidUserTypeError(BrokerError):
+    """Raised when ChangePassword is called by anything but an IAM user."""
+
+    code = "InvalidUserType"
+    status = 400
+    fault = "Sender"
+    default_message = "Only IAM users can change their own password."
+
+
+class EntityTemporarilyUnmodifiableError(BrokerError):
+    """Raised when a password cannot be changed now (expired under HardExpiry)."""
+
+    code = "EntityTemporarilyUnmodifiable"
+    status = 409
+    fault = "Sender"
+    default_message = "The entity cannot be modified at this time."
+
+
+class CredentialReportNotPresentError(BrokerError):
+    """Raised by GetCredentialReport when no credential report was ever generated."""
+
+    code = "ReportNotPresent"
+    status = 410
+    fault = "Sender"
+    default_message = (
+        "The credential report does not exist. Use GenerateCredentialReport to generate one."
+    )
+
+
+class CredentialReportExpiredError(BrokerError):
+    """Raised by GetCredentialReport when the last report is older than four hours."""
+
+    code = "ReportExpired"
+    status = 410
+    fault = "Sender"
+    default_message = (
+        "The credential report has expired. Use GenerateCredentialReport to generate a new one."
+    )
+
+
+class CredentialReportNotReadyError(BrokerError):
+    """Raised by GetCredentialReport while the credential report is being generated."""
+
+    code = "ReportInProgress"
+    status = 404
+    fault = "Sender"
+    default_message = "The credential report is still being generated."
 
 
 # -- server side -------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from cryptography import x509
 from broker.clock import Clock
 from broker.config import FederationConfig
 from broker.errors import IdpCommunicationError
+from broker.metrics import JWKS_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -471,6 +472,7 @@ class JwksCache:
         """
         ident = (issuer, tuple(sorted({t.lower() for t in thumbprints})))
         entry = self._entry(ident)
+        JWKS_CACHE.lookups += 1
         now = self._clock.monotonic()
         if entry.keys is not None and now < entry.expires_at and not refresh:
             return entry.keys
@@ -488,6 +490,7 @@ class JwksCache:
                 return self._stale_or_fail(entry, now, issuer)
             if fresh:
                 entry.kid_refresh_at = now
+            JWKS_CACHE.misses += 1
             try:
                 fetched = await self._fetch(issuer, ident[1])
             except IdpCommunicationError:

@@ -164,6 +164,8 @@ def user_node(doc: Doc, *, tags: bool = True) -> dict[str, Node]:
         "Arn": doc["arn"],
         "CreateDate": doc["created"],
     }
+    if doc.get("password_last_used"):
+        node["PasswordLastUsed"] = doc["password_last_used"]
     if tags:
         node["PermissionsBoundary"] = _boundary_node(doc)
         if doc.get("tags"):
@@ -198,7 +200,12 @@ def role_node(doc: Doc, *, tags: bool = True) -> dict[str, Node]:
         node["PermissionsBoundary"] = _boundary_node(doc)
     if tags and doc.get("tags"):
         node["Tags"] = _tags_node(doc["tags"])
-    node["RoleLastUsed"] = {}
+    used = doc.get("last_used")  # set by GetRole only
+    node["RoleLastUsed"] = (
+        {"LastUsedDate": used.get("time"), "Region": used.get("region")}
+        if isinstance(used, dict)
+        else {}
+    )
     return node
 
 

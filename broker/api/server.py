@@ -16,11 +16,16 @@ from typing import Any
 
 from aiohttp import web
 
+import broker.api.advisor  # noqa: F401  (registers the service last accessed actions)
 import broker.api.federation  # noqa: F401  (registers AssumeRoleWithWebIdentity)
 import broker.api.mfa  # noqa: F401  (registers the MFA device actions)
 import broker.api.oidc  # noqa: F401  (registers the OIDC provider actions)
 import broker.api.outbound  # noqa: F401  (registers GetWebIdentityToken and its IAM switch)
+import broker.api.passwords  # noqa: F401  (registers login profiles, password policy, aliases)
+import broker.api.reports  # noqa: F401  (registers the account summary and credential report)
 import broker.api.simulate  # noqa: F401  (registers the simulator actions)
+from broker import metrics
+from broker.api.analyzer import add_analyzer_routes
 from broker.api.iam import IAM_ACTIONS
 from broker.api.query import (
     IAM_NS,
@@ -31,9 +36,11 @@ from broker.api.query import (
     render_error,
     render_response,
 )
+from broker.api.signin import add_signin_routes
 from broker.api.sts import STS_ACTIONS, UNSIGNED_STS_ACTIONS
 from broker.audit import AuditSink, api_event
 from broker.clock import Clock
+from broker.config import SigninConfig
 from broker.core import ids, sigv4
 from broker.core.model import ANONYMOUS, Principal, key_hint, principal_from_claims
 from broker.core.tokens import OpenedTokens, TokenExpiredError, TokenMalformedError
@@ -50,11 +57,13 @@ from broker.errors import (
     SignatureDoesNotMatchError,
     UnavailableError,
 )
+from broker.service.access_tracking import AccessTracker
 from broker.service.authz import REQUEST_FACTS, Authenticator, RequestFacts
 from broker.service.federation import FederationService
 from broker.service.iam import IamService
 from broker.service.identity_tokens import IdentityTokenService
 from broker.service.keys import KeyService
+from broker.service.rootguard import enforce_root_restriction
 from broker.service.sessions import SessionService
 from broker.service.sts import StsService
 from broker.service.tracking import KeyUsageTracker, KeyUse
@@ -65,6 +74,8 @@ log = logging.getLogger(__name__)
 IAM_VERSION = "2010-05-08"
 STS_VERSION = "2011-06-15"
 SERVICE_OF_NS = {"iam": IAM_NS, "sts": STS_NS}
+SIGNING_SERVICES = sigv4.DEFAULT_SERVICES | {"access-analyzer"}
+"""Signing names accepted by :meth:`QueryApi.authenticate` (the caller names the one it wants)."""
 RETRY_AFTER_SECONDS = "1"
 """``Retry-After`` of 503 answers: the store is retried on every request."""
 
@@ -86,6 +97,9 @@ class ApiDeps:
     identity_tokens: IdentityTokenService | None = None
     federation: FederationService | None = None
     audit: AuditSink | None = None
+    restrict_root_access_keys: bool = False
+    access_tracker: AccessTracker | None = None
+    signin: SigninConfig | None = None
 
 
 DEPS = web.AppKey("deps", ApiDeps)
@@ -130,6 +144,7 @@ class QueryApi:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Serve one query-protocol request."""
+        started = metrics.now()
         request_id = ids.request_id()
         namespace = IAM_NS
         # Filled in as the request goes; the finally clause audits every outcome (spec H1).
@@ -155,8 +170,18 @@ class QueryApi:
                 region = auth.region
                 if not principal.is_temporary:
                     self.deps.tracker.record(
-                        KeyUse(principal.account_id, principal.access_key_id, now, service, region)
+                        KeyUse(
+                            principal.account_id,
+                            principal.access_key_id,
+                            now,
+                            service,
+                            region,
+                            action,
+                            principal.is_root,
+                        )
                     )
+                if self.deps.restrict_root_access_keys:
+                    enforce_root_restriction(principal, service, action)
             REQUEST_FACTS.set(
                 RequestFacts(
                     source_ip=request.remote or "",
@@ -171,6 +196,10 @@ class QueryApi:
                 result = await IAM_ACTIONS[action](self.deps.iam, principal, p)
             else:
                 result = await STS_ACTIONS[action](self.deps, principal, p)
+            if self.deps.access_tracker is not None:  # last accessed: successful calls only
+                self.deps.access_tracker.record(
+                    principal, service, action, region, now, params.get("RoleArn")
+                )
             payload = render_response(action, namespace, result, request_id)
             return self._reply(200, payload, request_id)
         except web.HTTPException as exc:
@@ -183,6 +212,7 @@ class QueryApi:
             return self._reply(err.status, render_error(err, namespace, request_id), request_id)
         except StoreError as exc:
             log.error("request_id=%s store failure: %s", request_id, type(exc).__name__)
+            metrics.store_error(self.deps.store.backend, service, params.get("Action", ""))
             err2 = UnavailableError()
             failure = (err2.code, err2.message)
             return self._reply(err2.status, render_error(err2, namespace, request_id), request_id)
@@ -192,6 +222,7 @@ class QueryApi:
             failure = (fail.code, fail.message)
             return self._reply(fail.status, render_error(fail, namespace, request_id), request_id)
         finally:
+            metrics.observe_request(service, params.get("Action", ""), failure, started)
             if self.deps.audit is not None:
                 self._audit(
                     request, request_id, params, service, principal, region, result, failure
@@ -257,6 +288,12 @@ class QueryApi:
                 merged[k] = v
         return merged
 
+    async def authenticate(
+        self, request: web.Request, body: bytes, service: str
+    ) -> tuple[Principal, sigv4.SigV4Auth]:
+        """Authenticate a SigV4-signed request for ``service`` (other protocols share this)."""
+        return await self._authenticate(request, body, service)
+
     async def _authenticate(
         self, request: web.Request, body: bytes, service: str
     ) -> tuple[Principal, sigv4.SigV4Auth]:
@@ -293,6 +330,7 @@ class QueryApi:
             secret,
             now=self.deps.clock.now(),
             skew_seconds=self.deps.clock_skew_seconds,
+            services=SIGNING_SERVICES,
         )
         return principal, auth
 
@@ -356,4 +394,6 @@ def make_api_app(deps: ApiDeps, **kwargs: Any) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_route("*", "/", api.handle)
     broker.api.outbound.add_wellknown_routes(app, deps)
+    add_signin_routes(app, deps)
+    add_analyzer_routes(app, deps)
     return app

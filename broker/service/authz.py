@@ -41,6 +41,7 @@ from broker.errors import (
     InvalidAuthorizationMessageError,
     MalformedPolicyError,
 )
+from broker.metrics import ACCESS_KEY_CACHE, COMPILED_POLICY_CACHE, POLICY_SET_CACHE
 from broker.service.cache import Generations
 from broker.service.managed import BY_ARN as AWS_POLICIES
 from broker.service.txn import Doc, read, read_many
@@ -104,6 +105,7 @@ class Authenticator:
         remembered for ``negative_ttl`` seconds only, and never make this node watch the
         account they name (random key ids must not grow the set of watched namespaces).
         """
+        ACCESS_KEY_CACHE.lookups += 1
         hit = self._known.get(access_key_id)
         if (
             hit is not None
@@ -114,6 +116,7 @@ class Authenticator:
         until = self._unknown.get(access_key_id)
         if until is not None and now < until:
             return None
+        ACCESS_KEY_CACHE.misses += 1
         entry: KeyEntry | None = None
         account = ids.account_from_access_key_id(access_key_id)
         if account is not None:
@@ -187,10 +190,12 @@ class Authorizer:
     def compiled(self, document: str) -> CompiledPolicy:
         """Return the compiled form of ``document`` (cached by content)."""
         digest = hashlib.sha256(document.encode("utf-8")).hexdigest()
+        COMPILED_POLICY_CACHE.lookups += 1
         hit = self._compiled.get(digest)
         if hit is not None:
             self._compiled.move_to_end(digest)
             return hit
+        COMPILED_POLICY_CACHE.misses += 1
         compiled = compile_policy(parse_policy(document, PolicyKind.IDENTITY))
         self._compiled[digest] = compiled
         if len(self._compiled) > _POLICY_CACHE_SIZE:
@@ -206,10 +211,12 @@ class Authorizer:
     def compiled_session(self, document: str) -> CompiledPolicy:
         """Return the compiled form of a session policy (cached by content)."""
         key = "session:" + hashlib.sha256(document.encode("utf-8")).hexdigest()
+        COMPILED_POLICY_CACHE.lookups += 1
         hit = self._compiled.get(key)
         if hit is not None:
             self._compiled.move_to_end(key)
             return hit
+        COMPILED_POLICY_CACHE.misses += 1
         compiled = compile_policy(parse_policy(document, PolicyKind.SESSION))
         self._compiled[key] = compiled
         if len(self._compiled) > _POLICY_CACHE_SIZE:
@@ -226,9 +233,11 @@ class Authorizer:
         gen = await self._generations.watch(account)
         kind, name = _subject(principal)
         key = (account, f"{kind}/{name.lower()}")
+        POLICY_SET_CACHE.lookups += 1
         hit = self._sets.get(key)
         if hit is not None and hit.generation == gen:
             return hit
+        POLICY_SET_CACHE.misses += 1
         found = await (self._load_role if kind == "role" else self._load_user)(account, name, gen)
         if len(self._sets) > 100_000:
             self._sets.clear()

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from broker import metrics
 from broker.clock import Clock, iso8601
 from broker.config import BrokerConfig, ConfigError, ContainerConfig, ImdsConfig, Secret
 from broker.core.arn import parse_arn
@@ -832,6 +833,7 @@ class DeliveryService:
                 entry.retry_after = self._clock.monotonic() + MINT_RETRY_SECONDS
             raise
         self.mints += 1
+        metrics.credentials_issued(target.channel)
         claims = issued.claims
         creds = DeliveredCredentials(
             access_key_id=claims.access_key_id,

@@ -405,6 +405,9 @@ class IamService(AccountScopedService):
                 }
             name = caller.name
         doc = await self._get(caller, USER, name, "iam:GetUser")
+        used = await read(self._store, caller.account_id, f"pwused/{name.lower()}")
+        if used is not None:  # last password sign-in (broker.service.passwords)
+            doc = {**doc, "password_last_used": used["time"]}  # the cached doc stays as it is
         return doc
 
     async def list_users(self, caller: Principal, path_prefix: str | None) -> list[Doc]:
@@ -453,6 +456,12 @@ class IamService(AccountScopedService):
                     if key is not None:
                         key["user"] = new_lower
                         txn.put(f"akey/{akid}", key)
+                login = await txn.get(f"login/{old_lower}")  # the console password moves along
+                if login is not None:
+                    login["user"] = doc["name"]
+                    if old_lower != new_lower:
+                        txn.delete(f"login/{old_lower}")
+                    txn.put(f"login/{new_lower}", login)
             elif kind == GROUP:
                 for u in doc["members"]:
                     user = await self._must_ref(txn, USER, u)
@@ -490,6 +499,8 @@ class IamService(AccountScopedService):
             doc = await self._must(txn, USER, name)
             if doc.get("mfa"):  # serial of the user's enabled device (broker.service.mfa)
                 raise DeleteConflictError("Cannot delete entity, must delete MFA device first.")
+            if await txn.get(f"login/{name.lower()}") is not None:  # broker.service.passwords
+                raise DeleteConflictError("Cannot delete entity, must delete login profile first.")
             if doc["keys"] or doc["groups"] or doc["attached"] or doc["inline"]:
                 raise DeleteConflictError(
                     "Cannot delete entity, must delete access keys, remove from groups, "
@@ -497,6 +508,7 @@ class IamService(AccountScopedService):
                 )
             await self._unlink_boundary(txn, USER, doc)
             txn.delete(entity_key(USER, name))
+            txn.delete(f"accessed/user/{name.lower()}")  # a new user of this name starts afresh
             await self._count(txn, USER, -1)
 
         await self._tx(caller.account_id, fn)
@@ -691,9 +703,11 @@ class IamService(AccountScopedService):
         return await self._create(caller, ROLE, name, path, extra, tags=tags, boundary=boundary)
 
     async def get_role(self, caller: Principal, name: str) -> Doc:
-        """GetRole."""
+        """GetRole (``last_used``: the role's ``rlused/`` record, ``None`` if never used)."""
         doc = await self._get(caller, ROLE, name, "iam:GetRole")
-        return doc
+        # Written behind without bumping the generation, so read from the store, never cached.
+        used = await read(self._store, caller.account_id, f"rlused/{name.lower()}")
+        return {**doc, "last_used": used}
 
     async def list_roles(self, caller: Principal, path_prefix: str | None) -> list[Doc]:
         """ListRoles."""
@@ -742,6 +756,8 @@ class IamService(AccountScopedService):
                 raise DeleteConflictError("Cannot delete entity, must detach all policies first.")
             await self._unlink_boundary(txn, ROLE, doc)
             txn.delete(entity_key(ROLE, name))
+            txn.delete(f"accessed/role/{name.lower()}")  # a new role of this name starts afresh
+            txn.delete(f"rlused/{name.lower()}")
             await self._count(txn, ROLE, -1)
 
         await self._tx(caller.account_id, fn)

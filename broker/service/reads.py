@@ -10,6 +10,7 @@ its data. Transactions never use this cache: they read the store and check versi
 from __future__ import annotations
 
 from broker.errors import UnavailableError
+from broker.metrics import RECORD_CACHE
 from broker.service.cache import Generations
 from broker.service.txn import Doc, decode
 from broker.store.base import Store, StoreUnavailable
@@ -31,10 +32,12 @@ class RecordCache:
     async def get(self, ns: str, key: str) -> Doc | None:
         """Return the record's document (``None`` when absent), from cache when still valid."""
         gen = self._generations.current(ns)
+        RECORD_CACHE.lookups += 1
         if gen is not None:
             hit = self._entries.get((ns, key))
             if hit is not None and hit[0] == gen:
                 return None if hit[1] is None else decode(hit[1])
+        RECORD_CACHE.misses += 1
         try:
             rec = await self._store.get(ns, key)
         except StoreUnavailable:

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from broker import metrics
 from broker.clock import Clock, iso8601
 from broker.core.arn import parse_arn
 from broker.core.tokens import SessionClaims
@@ -147,6 +148,7 @@ class SessionService:
             return doc
 
         doc = await transact(self._store, account, fn, on_commit=self._generations.observe)
+        metrics.session_revoked("session")
         await self._load(account)
         return doc
 
@@ -186,6 +188,7 @@ class SessionService:
             txn.put(f"role/{name.lower()}", role)
 
         await transact(self._store, arn.account, fn, on_commit=self._generations.observe)
+        metrics.session_revoked("role")
         return cutoff
 
 

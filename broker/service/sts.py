@@ -492,6 +492,27 @@ class StsService:
             mfa_time=mfa_time,
         )
 
+    async def mint_user_session(
+        self, user: Principal, duration: int, mfa_time: int | None
+    ) -> IssuedSession:
+        """Mint a GetSessionToken-style session of an IAM user proven by another channel.
+
+        For the sign-in API: the caller has already checked the user's password (and MFA
+        code, whose time is ``mfa_time``); the session is recorded like any other.
+        """
+        return await self._mint(
+            user.account_id,
+            kind="session",
+            principal_arn=user.arn,
+            principal_id=user.user_id,
+            issuer_arn=user.arn,
+            issuer_name=user.name,
+            duration=duration,
+            caller_arn=user.arn,
+            caller_claims=None,
+            mfa_time=mfa_time,
+        )
+
     async def get_federation_token(
         self,
         caller: Principal,
