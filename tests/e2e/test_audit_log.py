@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
+import time
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from broker.core.totp import STEP_SECONDS, totp_code
 from tests.support.broker_proc import BrokerProcess, Creds
 
 POLICY = json.dumps(
@@ -120,3 +123,67 @@ def test_one_event_per_call_and_no_secrets(sqlite_broker: BrokerProcess) -> None
         "InvalidClientTokenId",
         "NoSuchEntity",
     ]
+
+
+def test_passwords_sign_in_and_mfa_seeds_never_reach_the_log(sqlite_broker: BrokerProcess) -> None:
+    broker = sqlite_broker
+    iam = broker.client("iam", broker.root_creds())
+    first, second = "Audit-Passw0rd-1!", "Audit-Passw0rd-2!"
+    wrong = "Not-The-Passw0rd!"
+    expected: list[tuple[str, str | None]] = []
+
+    iam.create_user(UserName="bob")
+    expected.append(("CreateUser", None))
+    iam.create_login_profile(UserName="bob", Password=first)
+    expected.append(("CreateLoginProfile", None))
+    iam.update_login_profile(UserName="bob", Password=second)
+    expected.append(("UpdateLoginProfile", None))
+    with pytest.raises(ClientError) as weak:
+        iam.update_login_profile(UserName="bob", Password="Qz9weak")
+    assert weak.value.response["Error"]["Code"] == "PasswordPolicyViolation"
+    expected.append(("UpdateLoginProfile", "PasswordPolicyViolation"))
+    device = iam.create_virtual_mfa_device(VirtualMFADeviceName="bob")["VirtualMFADevice"]
+    expected.append(("CreateVirtualMFADevice", None))
+    seed_text = device["Base32StringSeed"].decode("ascii")
+    seed = base64.b32decode(seed_text)
+    step = int(time.time()) // STEP_SECONDS
+    iam.enable_mfa_device(
+        UserName="bob",
+        SerialNumber=device["SerialNumber"],
+        AuthenticationCode1=totp_code(seed, (step - 2) * STEP_SECONDS),
+        AuthenticationCode2=totp_code(seed, (step - 1) * STEP_SECONDS),
+    )
+    expected.append(("EnableMFADevice", None))
+
+    def sign_in(password: str) -> dict[str, Any]:
+        code = totp_code(seed, (int(time.time()) // STEP_SECONDS) * STEP_SECONDS)
+        body = {"account": broker.account_id(), "user": "bob", "password": password}
+        reply = broker.request(
+            "POST",
+            "/signin",
+            body=json.dumps({**body, "mfa_code": code}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        return {"status": reply.status, "body": json.loads(reply.body)}
+
+    assert sign_in(wrong)["status"] == 401
+    expected.append(("ConsoleLogin", "SigninFailed"))
+    ok = sign_in(second)
+    assert ok["status"] == 200
+    expected.append(("ConsoleLogin", None))
+
+    assert broker.stop() == 0
+    events = _events(broker)
+    assert [(e["eventName"], e.get("errorCode")) for e in events] == expected
+    logins = [e for e in events if e["eventName"] == "ConsoleLogin"]
+    assert [e["responseElements"]["ConsoleLogin"] for e in logins] == ["Failure", "Success"]
+    assert logins[1]["additionalEventData"]["MFAUsed"] == "Yes"
+
+    secrets = [first, second, wrong, "Qz9weak", seed_text, device["Base32StringSeed"].decode()]
+    secrets += [ok["body"]["SecretAccessKey"], ok["body"]["SessionToken"]]
+    secrets.append(base64.b64encode(device["Base32StringSeed"]).decode("ascii"))
+    audit_text = (broker.data_dir / "audit.jsonl").read_text()
+    log_text = broker.log()
+    for secret in secrets:
+        assert secret not in audit_text
+        assert secret not in log_text
