@@ -291,6 +291,7 @@ def make_app(rt: Runtime) -> web.Application:
         restrict_root_access_keys=cfg.security.restrict_root_access_keys,
         access_tracker=rt.access_tracker,
         signin=cfg.signin,
+        failed_auth_rps_per_ip=cfg.limits.failed_auth_rps_per_ip,
     )
     app = make_api_app(deps)
     metrics.install(app, cfg.metrics)

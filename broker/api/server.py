@@ -43,8 +43,10 @@ from broker.clock import Clock
 from broker.config import SigninConfig
 from broker.core import ids, sigv4
 from broker.core.model import ANONYMOUS, Principal, key_hint, principal_from_claims
+from broker.core.ratelimit import TokenBuckets
 from broker.core.tokens import OpenedTokens, TokenExpiredError, TokenMalformedError
 from broker.errors import (
+    AuthError,
     BrokerError,
     ExpiredTokenError,
     InternalFailureError,
@@ -55,6 +57,7 @@ from broker.errors import (
     MissingAuthenticationTokenError,
     RequestTooLargeError,
     SignatureDoesNotMatchError,
+    ThrottledError,
     UnavailableError,
 )
 from broker.service.access_tracking import AccessTracker
@@ -76,6 +79,8 @@ STS_VERSION = "2011-06-15"
 SERVICE_OF_NS = {"iam": IAM_NS, "sts": STS_NS}
 SIGNING_SERVICES = sigv4.DEFAULT_SERVICES | {"access-analyzer"}
 """Signing names accepted by :meth:`QueryApi.authenticate` (the caller names the one it wants)."""
+FAILED_AUTH_BURST_SECONDS = 10
+"""The failed-authentication bucket of an address holds this many seconds of its rate."""
 RETRY_AFTER_SECONDS = "1"
 """``Retry-After`` of 503 answers: the store is retried on every request."""
 
@@ -100,6 +105,7 @@ class ApiDeps:
     restrict_root_access_keys: bool = False
     access_tracker: AccessTracker | None = None
     signin: SigninConfig | None = None
+    failed_auth_rps_per_ip: float = 0.0
 
 
 DEPS = web.AppKey("deps", ApiDeps)
@@ -140,6 +146,8 @@ class QueryApi:
 
     def __init__(self, deps: ApiDeps) -> None:
         self.deps = deps
+        rate = deps.failed_auth_rps_per_ip
+        self._failed_auth = TokenBuckets(rate, max(1.0, rate * FAILED_AUTH_BURST_SECONDS))
         self._opened = OpenedTokens()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -295,6 +303,25 @@ class QueryApi:
         return await self._authenticate(request, body, service)
 
     async def _authenticate(
+        self, request: web.Request, body: bytes, service: str
+    ) -> tuple[Principal, sigv4.SigV4Auth]:
+        """Authenticate, refusing a source address over ``[limits] failed_auth_rps_per_ip``.
+
+        Every failed authentication takes a token from the address's bucket; while the bucket
+        is empty the address gets ``Throttling`` before any signature work is done.
+        """
+        if self._failed_auth.rate <= 0:
+            return await self._verify(request, body, service)
+        address = request.remote or ""
+        if not self._failed_auth.has(address, self.deps.clock.monotonic()):
+            raise ThrottledError()
+        try:
+            return await self._verify(request, body, service)
+        except AuthError:
+            self._failed_auth.allow(address, self.deps.clock.monotonic())
+            raise
+
+    async def _verify(
         self, request: web.Request, body: bytes, service: str
     ) -> tuple[Principal, sigv4.SigV4Auth]:
         query = tuple(parse_form(request.rel_url.raw_query_string))

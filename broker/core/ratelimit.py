@@ -36,3 +36,13 @@ class TokenBuckets:
         if len(self._buckets) > self._max:
             self._buckets.popitem(last=False)
         return allowed
+
+    def has(self, key: str, now: float, cost: float = 1.0) -> bool:
+        """Tell whether ``key``'s bucket holds ``cost`` tokens at ``now`` (takes none)."""
+        if self.rate <= 0:
+            return True
+        found = self._buckets.get(key)
+        if found is None:
+            return self.burst >= cost
+        tokens, last = found
+        return min(self.burst, tokens + max(0.0, now - last) * self.rate) >= cost

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.support.broker_proc import BrokerProcess, Creds
 
@@ -176,3 +179,30 @@ def test_health_and_readiness(sqlite_broker: BrokerProcess) -> None:
     ready = sqlite_broker.get("/readyz")
     assert ready.status == 200
     assert json.loads(ready.body)["status"] == "ready"
+
+
+def test_failed_authentications_per_address_are_throttled(tmp_path: Path) -> None:
+    # 0.5 failures a second per address, 10 seconds' worth saved up: 5 failures, then Throttling.
+    env = {"BROKER_LIMITS_FAILED_AUTH_RPS_PER_IP": "0.5"}
+    broker = BrokerProcess(tmp_path / "data", env=env).start()
+    try:
+        good = broker.client("sts", broker.root_creds())
+        assert good.get_caller_identity()["Account"] == broker.account_id()
+        bad = broker.client("sts", Creds("AKIAIOSFODNN7EXAMPLE", "x" * 40))
+        for _ in range(5):
+            with pytest.raises(ClientError) as failed:
+                bad.get_caller_identity()
+            assert failed.value.response["Error"]["Code"] == "InvalidClientTokenId"
+        # The address is now over its budget: even a good signature is refused, unchecked.
+        for client in (bad, good):
+            with pytest.raises(ClientError) as throttled:
+                client.get_caller_identity()
+            assert throttled.value.response["Error"]["Code"] == "Throttling"
+            assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        time.sleep(2.5)  # one failure's worth refills in 2 s
+        assert good.get_caller_identity()["Account"] == broker.account_id()
+        # Successful calls cost nothing.
+        for _ in range(10):
+            good.get_caller_identity()
+    finally:
+        broker.stop()

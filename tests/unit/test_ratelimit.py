@@ -29,3 +29,13 @@ def test_old_keys_are_dropped_first() -> None:
     assert b.allow("a", 0.0) and b.allow("b", 0.0) and b.allow("c", 0.0)
     assert b.allow("a", 0.0)  # "a" was dropped, so it comes back full
     assert not b.allow("c", 0.0)
+
+
+def test_has_looks_without_taking() -> None:
+    b = TokenBuckets(rate=1, burst=2)
+    assert b.has("a", 0.0)  # an unseen key has a full bucket
+    assert b.allow("a", 0.0) and b.allow("a", 0.0)
+    assert not b.has("a", 0.0) and not b.has("a", 0.5)
+    assert b.has("a", 1.0) and b.has("a", 1.0)  # looking twice takes nothing
+    assert b.allow("a", 1.0) and not b.has("a", 1.0)
+    assert TokenBuckets(rate=0, burst=1).has("a", 0.0)
