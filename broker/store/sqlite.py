@@ -13,6 +13,11 @@ by then in one ``BEGIN IMMEDIATE ... COMMIT`` transaction, each inside its own `
 whole burst of concurrent commits (session issuance under load), and no caller hears of
 success before the transaction holding its writes is durable (spec F2).
 
+Writers in several processes (``broker serve --workers N``, admin commands) take turns through
+an advisory ``flock`` on ``<database>-writer.lock`` before ``BEGIN IMMEDIATE``: a waiting
+process wakes the moment the lock is free, where SQLite's own busy handler would sleep in
+growing steps (up to 100 ms) and let batches queue for that long.
+
 Every call carries a deadline. The caller stops waiting at the call timeout (and gets
 :class:`StoreUnavailable`); the worker thread checks a slightly earlier deadline before it
 starts and again just before ``COMMIT``, and rolls back when it has passed, so a call the
@@ -32,11 +37,13 @@ Schema::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +166,7 @@ class SqliteStore:
         self._queue: list[_Commit] = []
         self._queue_lock = threading.Lock()
         self._batch_queued = False
+        self._writer_fd: int | None = None  # the flock file; opened and used on the store thread
 
     @classmethod
     async def open(cls, path: Path, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> SqliteStore:
@@ -326,8 +334,33 @@ class SqliteStore:
         except TimeoutError as exc:
             raise StoreUnavailable("sqlite store call timed out") from exc
 
+    @contextlib.contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """On the store thread: hold the cross-process writer lock (see the module docstring)."""
+        if self._writer_fd is None:
+            self._writer_fd = os.open(
+                f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+        fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+
     def _run_batch(self) -> None:
         """On the store thread: apply every queued commit in one transaction."""
+        try:
+            with self._writer_turn():
+                self._apply_queued()
+        except OSError as exc:  # the lock file cannot be opened or locked
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+                self._batch_queued = False
+            for item in batch:
+                item.settle(StoreUnavailable(f"sqlite writer lock: {type(exc).__name__}"))
+
+    def _apply_queued(self) -> None:
+        # Taken after the writer lock: commits queued while waiting for it join this batch.
         with self._queue_lock:
             batch, self._queue = self._queue, []
             self._batch_queued = False
@@ -389,6 +422,10 @@ class SqliteStore:
         """
 
         def job(conn: sqlite3.Connection, deadline: float) -> int:
+            with self._writer_turn():
+                return locked(conn, deadline)
+
+        def locked(conn: sqlite3.Connection, deadline: float) -> int:
             conn.execute("BEGIN IMMEDIATE")
             removed = conn.execute(
                 "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at < ?",
@@ -417,11 +454,18 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(max(5.0, self._timeout * 4)):
-                await loop.run_in_executor(self._executor, self._conn.close)
+                await loop.run_in_executor(self._executor, self._close_on_thread)
         except (TimeoutError, sqlite3.Error):
             pass
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _close_on_thread(self) -> None:
+        if self._writer_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._writer_fd)
+            self._writer_fd = None
+        self._conn.close()
 
 
 def _connect(path: Path, timeout: float) -> sqlite3.Connection:
