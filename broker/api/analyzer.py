@@ -271,6 +271,8 @@ class AnalyzerApi:
                     region=region,
                 )
             )
+            if self.deps.access_tracker is not None:  # every authenticated attempt counts
+                self.deps.access_tracker.record(principal, SERVICE, "ValidatePolicy", region, now)
             await self.deps.iam._authz.authorize(principal, ACTION, "*")
             inp = parse_validate(body, dict(request.rel_url.query))
             params = {"policyType": inp.policy_type.value}
@@ -281,8 +283,6 @@ class AnalyzerApi:
                 result = await asyncio.to_thread(render_validate, inp)
             else:
                 result = render_validate(inp)
-            if self.deps.access_tracker is not None:  # last accessed: successful calls only
-                self.deps.access_tracker.record(principal, SERVICE, "ValidatePolicy", region, now)
             return web.json_response(result, headers={"x-amzn-RequestId": request_id})
         except BrokerError as err:
             failure = (wire_error(err)[0], err.message)

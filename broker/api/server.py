@@ -200,14 +200,20 @@ class QueryApi:
                 )
             )
             p = Params(params)
-            if service == "iam":
-                result = await IAM_ACTIONS[action](self.deps.iam, principal, p)
-            else:
-                result = await STS_ACTIONS[action](self.deps, principal, p)
-            if self.deps.access_tracker is not None:  # last accessed: successful calls only
-                self.deps.access_tracker.record(
-                    principal, service, action, region, now, params.get("RoleArn")
-                )
+            tracker = self.deps.access_tracker
+            try:
+                if service == "iam":
+                    result = await IAM_ACTIONS[action](self.deps.iam, principal, p)
+                else:
+                    result = await STS_ACTIONS[action](self.deps, principal, p)
+            except BrokerError:
+                # Last accessed counts every authenticated attempt, denied ones too (as IAM
+                # does); a failed AssumeRole is not a use of the role.
+                if tracker is not None:
+                    tracker.record(principal, service, action, region, now)
+                raise
+            if tracker is not None:
+                tracker.record(principal, service, action, region, now, params.get("RoleArn"))
             payload = render_response(action, namespace, result, request_id)
             return self._reply(200, payload, request_id)
         except web.HTTPException as exc:

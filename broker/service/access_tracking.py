@@ -1,7 +1,7 @@
 """Service: service-last-accessed tracking of IAM users and roles, written behind the request path.
 
-The API listener calls :meth:`AccessTracker.record` once per request whose handler returned
-successfully (a dict update, no I/O). The app's background task calls
+The API listener calls :meth:`AccessTracker.record` once per authenticated request that reached
+its action's handler, allowed or not (a dict update, no I/O). The app's background task calls
 :meth:`AccessTracker.flush` every ``[tracking] flush_seconds`` (and once more on shutdown); a
 flush merges the pending data into the records below with read-modify-write transactions that
 never bump the account generation, so caches are never invalidated by bookkeeping. A failed
@@ -27,10 +27,10 @@ What counts, and for whom:
 * ``AssumeRole``, ``AssumeRoleWithWebIdentity`` and ``AssumeRoleWithSAML`` that succeed refresh
   ``rlused/`` of the role assumed (as well as counting as an ``sts`` call of their caller).
 * The root user, federated users (``GetFederationToken``) and unsigned callers are not tracked.
-* Only requests whose handler returned without an error are recorded. AWS also reports denied
-  attempts; here a request the caller was not allowed to make, or that failed for any other
-  reason, leaves no trace, so "last accessed" always means a call that went through. That keeps
-  the data useful for trimming permissions (a permission only ever refused is never "used").
+* Every authenticated attempt counts, whether the handler then allowed it or not, as IAM's
+  "last accessed" reports the last time an authenticated entity *attempted* to use a service;
+  requests that fail authentication are not recorded. Only a *successful* ``AssumeRole*``
+  counts as a use of the role it names.
 
 Times have second precision (``YYYY-MM-DDTHH:MM:SSZ``), so later-wins merging compares text.
 """
@@ -175,12 +175,12 @@ class AccessTracker:
         when: datetime,
         role_arn: str | None = None,
     ) -> None:
-        """Remember one successful call (cheap, synchronous; never raises on odd input).
+        """Remember one authenticated attempt (cheap, synchronous; never raises on odd input).
 
         ``service`` is the service namespace (``iam``, ``sts``, ``access-analyzer``), ``action``
         the action name (``ListUsers``), ``region`` the signing region. ``role_arn`` is the
-        request's ``RoleArn`` parameter: for a successful ``AssumeRole*`` call it names the role
-        that was used.
+        request's ``RoleArn`` parameter: pass it only for a successful ``AssumeRole*`` call, where
+        it names the role that was used.
         """
         stamp = iso8601(when)
         region = region or DEFAULT_REGION

@@ -101,7 +101,7 @@ async def role_setup(api: Api) -> tuple[str, str, Session]:
     session = await assume(api, op, role_arn)
     assert await session_call(api, session, "ListUsers") == 200
     assert await session_call(api, session, "GetCallerIdentity", "sts") == 200
-    assert await session_call(api, session, "GetUser") == 403  # not allowed: never recorded
+    assert await session_call(api, session, "GetUser") == 403  # denied: still an attempt
     await flush(api)
     return role_arn, f"arn:aws:iam::{api.account_id}:user/op", session
 
@@ -446,7 +446,7 @@ async def test_last_accessed_for_other_features(api: Api) -> None:
     data = await last_accessed(api.rt.store, api.account_id)
     role = data[("role", "worker")]
     assert set(role.services) == {"iam", "sts"}
-    assert set(role.services["iam"].actions) == {"ListUsers"}
+    assert set(role.services["iam"].actions) == {"ListUsers", "GetUser"}
     assert role.role_last_used is not None and role.role_last_used[1] == "us-east-1"
     op = data[("user", "op")]
     assert set(op.services) == {"sts"}
@@ -460,3 +460,21 @@ async def test_root_calls_are_not_tracked(api: Api) -> None:
     await api.sts_ok("GetCallerIdentity")
     await flush(api)
     assert await last_accessed(api.rt.store, api.account_id) == {}
+
+
+async def test_denied_attempts_count_and_failed_assumptions_do_not(api: Api) -> None:
+    role_arn = await make_role(api)
+    # The user may only assume the role; its denied IAM attempt still counts as iam access.
+    user, _ = await api.new_user("prober", policy=allow("sts:AssumeRole"))
+    denied = await api.call("ListUsers", user)
+    assert denied.status == 403
+    other = f"arn:aws:iam::{api.account_id}:role/Nope"
+    refused = await api.sts("AssumeRole", user, RoleArn=other, RoleSessionName="s1")
+    assert refused.status == 403
+    await flush(api)
+    data = await last_accessed(api.rt.store, api.account_id)
+    prober = data[("user", "prober")]
+    assert set(prober.services) == {"iam", "sts"}
+    assert set(prober.services["iam"].actions) == {"ListUsers"}
+    assert ("role", "worker") not in data  # nobody assumed it, and "Nope" does not exist
+    assert role_arn.endswith("role/Worker")
